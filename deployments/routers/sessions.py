@@ -1,0 +1,134 @@
+"""``/sessions``: create, list, read, rename, clear, delete and clean up chat sessions (a thin layer over
+``sage_studio.sessions`` and ``sage_studio.memory``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+
+from sage_studio.memory import ChatMemory, MemoryConfig, open_chat_memory
+from sage_studio.memory.models import MemoryPreview
+from sage_studio.sessions import CreateSessionRequest, RenameSessionRequest, Session, SessionNotFound, SessionSummary
+from sage_studio.sessions.models import CleanupResult
+from sage_studio.settings import get_settings
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+def _sage_home(config: Any) -> Path:
+    home = getattr(config, "sage_home", None)
+    if home is None and getattr(config, "settings", None) is not None:
+        home = config.settings.sage_home
+    return Path(home).expanduser() if home is not None else get_settings().sage_home
+
+
+async def ensure_chat_memory(state: Any, config: Any) -> ChatMemory:
+    """Open the session store and memory backend once per app; both routers' startups call this."""
+    memory = getattr(state, "chat_memory", None)
+    if memory is None:
+        memory_config = getattr(config, "memory", None) or MemoryConfig()
+        memory = await asyncio.to_thread(open_chat_memory, _sage_home(config), memory_config)
+        state.chat_memory = memory
+        state.sessions = memory.store
+    return memory
+
+
+async def startup(state: Any, config: Any) -> None:
+    await ensure_chat_memory(state, config)
+
+
+async def shutdown(state: Any) -> None:
+    memory = getattr(state, "chat_memory", None)
+    if memory is not None:
+        memory.close()
+        state.chat_memory = None
+        state.sessions = None
+
+
+def _memory(request: Request) -> ChatMemory:
+    memory = getattr(request.app.state, "chat_memory", None)
+    if memory is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The session store is not started yet.")
+    return memory
+
+
+def _not_found(exc: SessionNotFound) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc))
+
+
+class DeletedSession(BaseModel):
+    """Answer of ``DELETE /sessions/{id}``."""
+
+    id: str = Field(description="Id of the deleted session.")
+    deleted: bool = Field(True, description="Always true: a missing session answers 404.")
+
+
+@router.get("", response_model=list[SessionSummary], summary="List sessions, most recently active first")
+async def list_sessions(request: Request) -> list[SessionSummary]:
+    return await asyncio.to_thread(_memory(request).store.list_sessions)
+
+
+@router.post("", response_model=Session, status_code=status.HTTP_201_CREATED, summary="Create a session")
+async def create_session(request: Request, body: CreateSessionRequest | None = None) -> Session:
+    title = body.title if body is not None else None
+    return await asyncio.to_thread(_memory(request).store.create, title)
+
+
+@router.post("/cleanup", response_model=CleanupResult, summary="Delete sessions idle for longer than N minutes")
+async def cleanup_sessions(
+    request: Request,
+    max_age_minutes: float = Query(30, ge=0, le=10 * 365 * 24 * 60, description="Idle minutes beyond which to delete."),
+) -> CleanupResult:
+    removed = await _memory(request).cleanup(max_age_minutes * 60)
+    return CleanupResult(removed=removed, count=len(removed), max_age_minutes=max_age_minutes)
+
+
+@router.get("/{session_id}", response_model=Session, summary="A session with its messages")
+async def get_session(session_id: str, request: Request) -> Session:
+    try:
+        return await asyncio.to_thread(_memory(request).store.get, session_id)
+    except SessionNotFound as exc:
+        raise _not_found(exc) from None
+
+
+@router.patch("/{session_id}/title", response_model=SessionSummary, summary="Rename a session")
+async def rename_session(session_id: str, body: RenameSessionRequest, request: Request) -> SessionSummary:
+    try:
+        return await asyncio.to_thread(_memory(request).store.rename, session_id, body.title)
+    except SessionNotFound as exc:
+        raise _not_found(exc) from None
+
+
+@router.post("/{session_id}/clear", response_model=SessionSummary, summary="Delete a session's messages")
+async def clear_session(session_id: str, request: Request) -> SessionSummary:
+    try:
+        return await _memory(request).clear(session_id)
+    except SessionNotFound as exc:
+        raise _not_found(exc) from None
+
+
+@router.delete("/{session_id}", response_model=DeletedSession, summary="Delete a session")
+async def delete_session(session_id: str, request: Request) -> DeletedSession:
+    try:
+        await _memory(request).delete(session_id)
+    except SessionNotFound as exc:
+        raise _not_found(exc) from None
+    return DeletedSession(id=session_id)
+
+
+@router.get("/{session_id}/memory", response_model=MemoryPreview, summary="What memory recalls for a question")
+async def session_memory(
+    session_id: str,
+    request: Request,
+    query: str | None = Query(
+        None, max_length=4000, description="The question to recall for; omitted, the session's last user turn."
+    ),
+) -> MemoryPreview:
+    try:
+        return await _memory(request).preview(session_id, query)
+    except SessionNotFound as exc:
+        raise _not_found(exc) from None

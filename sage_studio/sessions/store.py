@@ -1,0 +1,273 @@
+"""Chat sessions in an embedded SQLite database (SQLAlchemy 2): the source of truth for every gateway replica.
+
+SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout, and every write is one
+``BEGIN IMMEDIATE`` transaction: it takes the write lock up front, so concurrent writers from several threads or
+several replica processes queue on the busy timeout instead of failing with "database is locked" half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session as DbSession, mapped_column
+
+from sage_studio.sessions.models import (
+    DEFAULT_TITLE,
+    Dialog,
+    Message,
+    RecalledDialog,
+    Session,
+    SessionSummary,
+    auto_title,
+)
+
+
+class SessionNotFound(KeyError):
+    """No session has this id (a ``KeyError``, so callers may catch either)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        return f"Session '{self.session_id}' does not exist."
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _SessionRow(_Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    # True until the user names the session: then the first user message gives the title.
+    title_auto: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_active: Mapped[float] = mapped_column(Float, index=True)
+
+
+class _MessageRow(_Base):
+    __tablename__ = "messages"
+    # AUTOINCREMENT: ids are never reused after deletes, so memory caches keyed by message id stay valid.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    recall: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of RecalledDialog
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class SessionStore:
+    """Create, list, read, rename, clear, delete and clean up sessions; append dialogs atomically.
+
+    Thread-safe and multi-process-safe: each call opens its own short transaction. Methods are blocking; async
+    callers run them in a worker thread.
+    """
+
+    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0) -> None:
+        if busy_timeout_s <= 0:
+            raise ValueError("busy_timeout_s must be positive")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(
+            f"sqlite:///{self.path}",
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+        )
+        busy_ms = int(busy_timeout_s * 1000)
+
+        @event.listens_for(self._engine, "connect")
+        def _on_connect(dbapi_conn, _record) -> None:
+            # Hand transaction control to SQLAlchemy's "begin" hook below (pysqlite's own BEGIN is deferred).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            for pragma in ("journal_mode=WAL", f"busy_timeout={busy_ms}", "foreign_keys=ON", "synchronous=NORMAL"):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(self._engine, "begin")
+        def _on_begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+        self._writer = self._engine.execution_options(write=True)
+        _Base.metadata.create_all(self._writer)
+
+    def close(self) -> None:
+        """Release the connection pool (the database file stays)."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[DbSession]:
+        with DbSession(self._engine, expire_on_commit=False) as db, db.begin():
+            yield db
+
+    @contextmanager
+    def _write(self) -> Iterator[DbSession]:
+        with DbSession(self._writer, expire_on_commit=False) as db, db.begin():
+            yield db
+
+    @staticmethod
+    def _row(db: DbSession, session_id: str) -> _SessionRow:
+        row = db.get(_SessionRow, session_id)
+        if row is None:
+            raise SessionNotFound(session_id)
+        return row
+
+    @staticmethod
+    def _summary(row: _SessionRow, count: int) -> SessionSummary:
+        return SessionSummary(
+            id=row.id,
+            title=row.title,
+            created_at=_utc(row.created_at),
+            last_active=_utc(row.last_active),
+            message_count=count,
+        )
+
+    def create(self, title: str | None = None) -> Session:
+        """A new empty session; without a title, its first user message will name it."""
+        now = time.time()
+        row = _SessionRow(
+            id=str(uuid.uuid4()),
+            title=title or DEFAULT_TITLE,
+            title_auto=title is None,
+            created_at=now,
+            last_active=now,
+        )
+        with self._write() as db:
+            db.add(row)
+        return Session(**self._summary(row, 0).model_dump(), messages=[])
+
+    def list_sessions(self) -> list[SessionSummary]:
+        """All sessions, most recently active first."""
+        counts = (
+            select(_MessageRow.session_id, func.count(_MessageRow.id).label("n"))
+            .group_by(_MessageRow.session_id)
+            .subquery()
+        )
+        query = (
+            select(_SessionRow, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.session_id == _SessionRow.id)
+            .order_by(_SessionRow.last_active.desc(), _SessionRow.created_at.desc())
+        )
+        with self._read() as db:
+            return [self._summary(row, n) for row, n in db.execute(query).all()]
+
+    def get(self, session_id: str) -> Session:
+        """One session with its messages; ``SessionNotFound`` if there is none."""
+        with self._read() as db:
+            row = self._row(db, session_id)
+            messages = db.scalars(
+                select(_MessageRow).where(_MessageRow.session_id == session_id).order_by(_MessageRow.id)
+            ).all()
+        return Session(
+            **self._summary(row, len(messages)).model_dump(),
+            messages=[
+                Message(
+                    role=m.role,
+                    content=m.content,
+                    timestamp=_utc(m.created_at),
+                    recall=None if m.recall is None else [RecalledDialog(**r) for r in json.loads(m.recall)],
+                )
+                for m in messages
+            ],
+        )
+
+    def exists(self, session_id: str) -> bool:
+        with self._read() as db:
+            return db.get(_SessionRow, session_id) is not None
+
+    def rename(self, session_id: str, title: str) -> SessionSummary:
+        """Set the title; the session is no longer auto-titled."""
+        with self._write() as db:
+            row = self._row(db, session_id)
+            row.title, row.title_auto, row.last_active = title, False, time.time()
+            count = db.scalar(select(func.count(_MessageRow.id)).where(_MessageRow.session_id == session_id))
+        return self._summary(row, count or 0)
+
+    def clear(self, session_id: str) -> SessionSummary:
+        """Delete the messages, keep the session (and its title)."""
+        with self._write() as db:
+            row = self._row(db, session_id)
+            db.execute(delete(_MessageRow).where(_MessageRow.session_id == session_id))
+            row.last_active = time.time()
+        return self._summary(row, 0)
+
+    def delete(self, session_id: str) -> None:
+        """Delete the session and its messages."""
+        with self._write() as db:
+            db.delete(self._row(db, session_id))
+
+    def cleanup(self, max_idle_s: float) -> list[str]:
+        """Delete sessions idle for more than ``max_idle_s`` seconds; returns their ids."""
+        if max_idle_s < 0:
+            raise ValueError("max_idle_s must not be negative")
+        cutoff = time.time() - max_idle_s
+        with self._write() as db:
+            ids = list(db.scalars(select(_SessionRow.id).where(_SessionRow.last_active < cutoff)))
+            if ids:
+                # Message rows go with them through ON DELETE CASCADE.
+                db.execute(delete(_SessionRow).where(_SessionRow.id.in_(ids)))
+        return ids
+
+    def append_dialog(
+        self,
+        session_id: str,
+        user_content: str,
+        assistant_content: str,
+        recall: list[RecalledDialog] | None = None,
+    ) -> None:
+        """Store a user turn and the assistant's reply in one transaction; auto-title on the first one."""
+        with self._write() as db:
+            row = self._row(db, session_id)
+            now = time.time()
+            if row.title_auto:
+                has_user_turn = db.scalar(
+                    select(_MessageRow.id)
+                    .where(_MessageRow.session_id == session_id, _MessageRow.role == "user")
+                    .limit(1)
+                )
+                if has_user_turn is None:
+                    row.title = auto_title(user_content)
+            recall_json = json.dumps([r.model_dump() for r in recall]) if recall else None
+            db.add(_MessageRow(session_id=session_id, role="user", content=user_content, created_at=now,
+                               recall=recall_json))
+            db.flush()  # the user turn gets the smaller id, so pairing by id order is exact
+            db.add(_MessageRow(session_id=session_id, role="assistant", content=assistant_content, created_at=now))
+            row.last_active = now
+
+    def dialogs(self, session_id: str) -> list[Dialog]:
+        """The session's dialogs (user turn + following assistant reply), oldest first."""
+        with self._read() as db:
+            self._row(db, session_id)
+            rows = db.execute(
+                select(_MessageRow.id, _MessageRow.role, _MessageRow.content)
+                .where(_MessageRow.session_id == session_id)
+                .order_by(_MessageRow.id)
+            ).all()
+        dialogs: list[Dialog] = []
+        pending: tuple[int, str] | None = None
+        for msg_id, role, content in rows:
+            if role == "user":
+                pending = (msg_id, content)
+            elif role == "assistant" and pending is not None:
+                dialogs.append(Dialog(index=len(dialogs), key=pending[0], user=pending[1], assistant=content))
+                pending = None
+        return dialogs
+
+    def session_ids(self) -> list[str]:
+        with self._read() as db:
+            return list(db.scalars(select(_SessionRow.id)))
