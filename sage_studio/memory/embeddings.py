@@ -49,7 +49,7 @@ class Embedder:
 
         self.model_name = model_name
         self._model = SentenceTransformer(str(resolve_embedding_model(model_name)), device="cpu")
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.dim = int(self._model.get_embedding_dimension())
         # One encode at a time: torch on 2 cores gains nothing from parallel calls, and it keeps memory flat.
         self._lock = threading.Lock()
 

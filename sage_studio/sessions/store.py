@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,10 +79,11 @@ class SessionStore:
     callers run them in a worker thread.
     """
 
-    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path | str, busy_timeout_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
         if busy_timeout_s <= 0:
             raise ValueError("busy_timeout_s must be positive")
         self.path = Path(path)
+        self._clock = clock  # seconds since the epoch; tests pass a fake one to age sessions
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(
             f"sqlite:///{self.path}",
@@ -139,7 +140,7 @@ class SessionStore:
 
     def create(self, title: str | None = None) -> Session:
         """A new empty session; without a title, its first user message will name it."""
-        now = time.time()
+        now = self._clock()
         row = _SessionRow(
             id=str(uuid.uuid4()),
             title=title or DEFAULT_TITLE,
@@ -194,7 +195,7 @@ class SessionStore:
         """Set the title; the session is no longer auto-titled."""
         with self._write() as db:
             row = self._row(db, session_id)
-            row.title, row.title_auto, row.last_active = title, False, time.time()
+            row.title, row.title_auto, row.last_active = title, False, self._clock()
             count = db.scalar(select(func.count(_MessageRow.id)).where(_MessageRow.session_id == session_id))
         return self._summary(row, count or 0)
 
@@ -203,7 +204,7 @@ class SessionStore:
         with self._write() as db:
             row = self._row(db, session_id)
             db.execute(delete(_MessageRow).where(_MessageRow.session_id == session_id))
-            row.last_active = time.time()
+            row.last_active = self._clock()
         return self._summary(row, 0)
 
     def delete(self, session_id: str) -> None:
@@ -215,7 +216,7 @@ class SessionStore:
         """Delete sessions idle for more than ``max_idle_s`` seconds; returns their ids."""
         if max_idle_s < 0:
             raise ValueError("max_idle_s must not be negative")
-        cutoff = time.time() - max_idle_s
+        cutoff = self._clock() - max_idle_s
         with self._write() as db:
             ids = list(db.scalars(select(_SessionRow.id).where(_SessionRow.last_active < cutoff)))
             if ids:
@@ -233,7 +234,7 @@ class SessionStore:
         """Store a user turn and the assistant's reply in one transaction; auto-title on the first one."""
         with self._write() as db:
             row = self._row(db, session_id)
-            now = time.time()
+            now = self._clock()
             if row.title_auto:
                 has_user_turn = db.scalar(
                     select(_MessageRow.id)

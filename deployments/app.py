@@ -1,0 +1,61 @@
+"""``build_app``: the one function that turns a validated ``StudioConfig`` into the studio's Serve application.
+
+``serve run deployments.app:build_app`` or ``deployments/serve_config.yaml`` (``import_path``) both land here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from deployments.config import ModelConfig, StudioConfig
+from deployments.engine_deployment import LLMDeployment
+from deployments.gateway import Gateway
+
+
+def engine_deployment_name(model_name: str) -> str:
+    return "LLM-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
+
+
+def _engine_env(model: ModelConfig, config: StudioConfig) -> dict[str, str]:
+    # vLLM's engine and workers are child processes of the replica that pin their own threads; Ray's num_cpus is
+    # bookkeeping only, so the CPU budget has to reach vLLM through its own variables.
+    env = {"SAGE_HOME": config.sage_home}
+    if model.num_gpus == 0:
+        env |= {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
+    return env
+
+
+def _engine_app(model: ModelConfig, config: StudioConfig) -> Application:
+    auto = model.autoscaling
+    options: dict[str, Any] = dict(
+        name=engine_deployment_name(model.name),
+        max_ongoing_requests=model.max_ongoing_requests,
+        ray_actor_options={
+            "num_cpus": model.num_cpus,
+            "num_gpus": model.num_gpus,
+            "runtime_env": {"env_vars": _engine_env(model, config)},
+        },
+    )
+    if auto.min_replicas == auto.max_replicas:
+        options["num_replicas"] = auto.min_replicas
+    else:
+        options["autoscaling_config"] = auto.model_dump()
+    remote = config.remote.model_dump() if config.remote else None
+    return LLMDeployment.options(**options).bind(model.model_dump(), remote)
+
+
+def build_studio_app(config: StudioConfig) -> Application:
+    engines = {model.name: _engine_app(model, config) for model in config.models}
+    gateway = Gateway.options(
+        num_replicas=config.gateway.num_replicas,
+        max_ongoing_requests=config.gateway.max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"SAGE_HOME": config.sage_home}}},
+    )
+    return gateway.bind(config.model_dump(), engines)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Serve app builder: ``args`` is a ``StudioConfig`` as a dict (e.g. from the YAML's ``args``)."""
+    return build_studio_app(StudioConfig.model_validate(args or {}))

@@ -1,0 +1,122 @@
+"""The validated configuration of the whole Serve application (what ``build_app`` takes)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_settings
+
+EngineKind = Literal["auto", "vllm", "transformers", "remote"]
+
+
+class AutoscalingConfig(BaseModel):
+    """Serve autoscaling bounds for one engine deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0, description="Replicas kept even when idle.")
+    max_replicas: int = Field(1, ge=1, description="Upper bound on replicas.")
+    target_ongoing_requests: float = Field(8, gt=0, description="Ongoing requests per replica Serve aims for.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """One served model: one engine deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The name clients ask for in the 'model' field.", min_length=1)
+    source: str = Field(description="Checkpoint folder, or a model name prepared under SAGE_HOME/models.")
+    engine: EngineKind = Field("auto", description="Engine to run: 'auto' picks vLLM where it imports.")
+    max_model_len: int = Field(2048, ge=64, description="Longest prompt + completion, in tokens.")
+    dtype: str = Field("auto", description="Weights dtype for the engine (vLLM/torch name).")
+    enable_lora: bool = Field(True, description="Serve LoRA adapters on this base model.")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
+    adapters: dict[str, str] = Field(
+        default_factory=dict, description="LoRA adapters to serve, served name → adapter folder."
+    )
+    num_cpus: float = Field(1, ge=0, description="CPUs Ray reserves for each replica (bookkeeping on CPU hosts).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per replica; > 0 runs vLLM on GPU.")
+    gpu_memory_utilization: float = Field(
+        default_factory=lambda: get_settings().studio_llm_gpu_memory, gt=0, le=1, description="vLLM GPU memory share."
+    )
+    cpu_kvcache_gib: int = Field(2, ge=1, description="KV cache size on CPU hosts (VLLM_CPU_KVCACHE_SPACE).")
+    cpu_threads_bind: str = Field(
+        "auto", description="VLLM_CPU_OMP_THREADS_BIND for the engine worker ('auto', 'nobind' or core ids)."
+    )
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (back-pressure).")
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
+    enforce_eager: bool = Field(True, description="Skip graph capture: much faster start-up on CPU.")
+    seed: int = Field(0, description="Engine seed.")
+
+
+class RemoteConfig(BaseModel):
+    """A remote OpenAI-compatible endpoint used when the local engine is down."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="e.g. https://api.openai.com/v1")
+    api_key: str | None = Field(None, description="Bearer key of the remote endpoint.")
+    model: str = Field(description="Model name at the remote endpoint.")
+
+
+def _remote_from_env() -> RemoteConfig | None:
+    settings = get_settings()
+    if not settings.chat_base_url:
+        return None
+    return RemoteConfig(
+        base_url=settings.chat_base_url, api_key=settings.chat_api_key, model=settings.chat_model or DEFAULT_MODEL_NAME
+    )
+
+
+class GatewayConfig(BaseModel):
+    """The ingress deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_replicas: int = Field(1, ge=1, description="Gateway replicas.")
+    max_ongoing_requests: int = Field(256, ge=1, description="Requests one gateway replica accepts at once.")
+    first_chunk_timeout_s: float = Field(
+        60, gt=0, description="How long to wait for an engine's first output before treating it as down."
+    )
+
+
+class StudioConfig(BaseModel):
+    """Everything ``build_app`` needs to build the studio's Serve application."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelConfig] = Field(
+        default_factory=lambda: [ModelConfig(name=DEFAULT_MODEL_NAME, source=get_settings().studio_llm_model)],
+        description="Models served by local engines (empty with --no-llm).",
+    )
+    default_model: str | None = Field(
+        None, description=f"The model '{DEFAULT_MODEL_ALIAS}' means; defaults to the first model."
+    )
+    remote: RemoteConfig | None = Field(
+        default_factory=_remote_from_env, description="Fallback endpoint (env SAGE_CHAT_BASE_URL/API_KEY/MODEL)."
+    )
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="Ingress settings.")
+    sage_home: str = Field(
+        default_factory=lambda: str(get_settings().sage_home), description="Data folder every replica uses."
+    )
+
+    @model_validator(mode="after")
+    def _check_models(self) -> "StudioConfig":
+        names = [m.name for m in self.models]
+        if len(names) != len(set(names)):
+            raise ValueError(f"model names must be unique, got {names}")
+        if DEFAULT_MODEL_ALIAS in names:
+            raise ValueError(f"'{DEFAULT_MODEL_ALIAS}' is reserved: it always means the current chat model")
+        if self.default_model is None and names:
+            self.default_model = names[0]
+        if self.default_model is not None and self.default_model not in names and self.remote is None:
+            raise ValueError(f"default_model '{self.default_model}' is not one of the served models {names}")
+        return self

