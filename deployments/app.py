@@ -35,6 +35,7 @@ def _engine_app(model: ModelConfig, config: StudioConfig) -> Application:
         ray_actor_options={
             "num_cpus": model.num_cpus,
             "num_gpus": model.num_gpus,
+            "resources": model.resources,
             "runtime_env": {"env_vars": _engine_env(model, config)},
         },
     )

@@ -44,6 +44,10 @@ class ModelConfig(BaseModel):
     )
     num_cpus: float = Field(1, ge=0, description="CPUs Ray reserves for each replica (bookkeeping on CPU hosts).")
     num_gpus: float = Field(0, ge=0, description="GPUs per replica; > 0 runs vLLM on GPU.")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per replica, to pin engines to a node type (e.g. {'llm_node': 1}).",
+    )
     gpu_memory_utilization: float = Field(
         default_factory=lambda: get_settings().studio_llm_gpu_memory, gt=0, le=1, description="vLLM GPU memory share."
     )
