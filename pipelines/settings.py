@@ -69,9 +69,10 @@ class PipelineSettings:
         return folders
 
 
-def pipeline_settings() -> PipelineSettings:
-    """Current settings; not cached, because tests and exported scripts change the environment between runs."""
-    core = Settings()
+def pipeline_settings(sage_home: Path | str | None = None) -> PipelineSettings:
+    """Current settings; not cached, because tests and exported scripts change the environment between runs.
+    ``sage_home`` overrides ``SAGE_HOME`` (the gateway passes the one of its app config)."""
+    core = Settings() if sage_home is None else Settings(SAGE_HOME=Path(sage_home))
     extra = tuple(Path(p).expanduser() for p in os.environ.get("SAGE_PIPELINE_ALLOWED_DIRS", "").split(os.pathsep) if p)
     return PipelineSettings(
         sage_home=core.sage_home,

@@ -67,11 +67,11 @@ class OperatorEnv:
     api_key: str | None = None
 
     @classmethod
-    def from_environment(cls, studio_url: str | None = None) -> "OperatorEnv":
+    def from_environment(cls, studio_url: str | None = None, sage_home: Path | str | None = None) -> "OperatorEnv":
         """Defaults from ``SAGE_HOME``, ``SAGE_STUDIO_URL``, ``SAGE_STUDIO_API_KEY``, ``SAGE_PIPELINE_ALLOWED_DIRS``."""
         from pipelines.settings import pipeline_settings
 
-        settings = pipeline_settings()
+        settings = pipeline_settings(sage_home)
         return cls(
             folders=settings.folders(),
             output_dir=settings.files_dir / "outputs",
