@@ -1,0 +1,241 @@
+"""The Ray Train side of a fine-tune: the tokenized dataset, the per-worker LoRA loop, and the progress callback.
+
+``train_loop`` runs on every TorchTrainer worker. It resumes from ``ray.train.get_checkpoint()`` (adapter weights,
+optimizer state and the step reached), so when a worker dies and ``FailureConfig`` restarts the group, training
+goes on from the last checkpoint instead of from scratch. Progress is reported with ``ray.train.report`` and
+written to the task folder by ``ProgressCallback``, which runs in the Train controller on the driver's node.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray.train
+import ray.train.torch
+from ray.train import Checkpoint, UserCallback
+
+from train.formats import encode_for_training
+from train.validation import check_batch, load_tokenizer, read_rows
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def _tokenize_batch(batch: pa.Table, fmt: str, model_path: str, max_length: int) -> dict[str, np.ndarray]:
+    tokenizer = load_tokenizer(model_path)
+    ids, labels = [], []
+    for row_fmt, text in zip(batch.column("format").to_pylist(), batch.column("messages").to_pylist()):
+        if row_fmt != fmt or text is None:
+            continue  # invalid rows and rows of another format were reported at upload and are left out
+        i, lab = encode_for_training(tokenizer, json.loads(text), max_length)
+        if any(x != -100 for x in lab):  # an answer cut off entirely by max_length teaches nothing
+            ids.append(np.asarray(i, dtype=np.int64))
+            labels.append(np.asarray(lab, dtype=np.int64))
+    out = np.empty(len(ids), dtype=object), np.empty(len(ids), dtype=object)
+    out[0][:] = ids
+    out[1][:] = labels
+    return {"input_ids": out[0], "labels": out[1]}
+
+
+def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, seed: int):
+    """The valid rows of the dataset's format, tokenized with assistant-only labels, shuffled once, materialized.
+
+    Materializing before the trainer starts matters on small clusters: Ray Data then needs no CPU while the
+    training workers hold them all, and every epoch (and every resume) reads the same tokenized rows.
+    """
+    ds = read_rows(path).map_batches(
+        check_batch, batch_format="pyarrow", batch_size=None,
+        fn_kwargs={"model_path": None, "max_row_bytes": 1 << 20, "keep_messages": True},
+    )
+    ds = ds.map_batches(
+        _tokenize_batch, batch_format="pyarrow", batch_size=256,
+        fn_kwargs={"fmt": fmt, "model_path": model_path, "max_length": max_length},
+    )
+    return ds.random_shuffle(seed=seed).materialize()
+
+
+def pad_collate(batch: dict[str, np.ndarray], pad_id: int) -> dict[str, Any]:
+    """Pad a batch of variable-length rows to its longest row (labels padded with -100, masked in attention)."""
+    import torch
+
+    longest = max(len(x) for x in batch["input_ids"])
+    n = len(batch["input_ids"])
+    input_ids = torch.full((n, longest), pad_id, dtype=torch.long)
+    labels = torch.full((n, longest), -100, dtype=torch.long)
+    attention = torch.zeros((n, longest), dtype=torch.long)
+    for row, (ids, lab) in enumerate(zip(batch["input_ids"], batch["labels"])):
+        input_ids[row, : len(ids)] = torch.as_tensor(ids)
+        labels[row, : len(lab)] = torch.as_tensor(lab)
+        attention[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def build_lora_model(cfg: dict[str, Any], device=None):
+    """The base model with a fresh LoRA adapter (peft), in float32 on CPU and bfloat16 on GPU."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if device is not None and device.type == "cuda" else torch.float32
+    torch.manual_seed(cfg["seed"])
+    model = AutoModelForCausalLM.from_pretrained(cfg["model_path"], dtype=dtype)
+    lora = LoraConfig(
+        r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], lora_dropout=cfg["lora_dropout"],
+        target_modules=cfg.get("target_modules") or DEFAULT_TARGET_MODULES, task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def lr_at(step: int, cfg: dict[str, Any]) -> float:
+    """Linear warm-up over the first 5% of steps, then linear decay to 10% of the peak."""
+    total, peak = max(1, cfg["total_steps"]), cfg["learning_rate"]
+    warm = max(1, int(0.05 * total))
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * max(0.1, 1 - (step - warm) / max(1, total - warm))
+
+
+def _save_checkpoint(model, optimizer, step: int, epoch: int, folder: str) -> None:
+    import torch
+
+    inner = getattr(model, "module", model)  # unwrap DDP
+    inner.save_pretrained(folder)
+    torch.save(optimizer.state_dict(), os.path.join(folder, "optimizer.pt"))
+    with open(os.path.join(folder, "trainer_state.json"), "w") as f:
+        json.dump({"step": step, "epoch": epoch}, f)
+
+
+def train_loop(cfg: dict[str, Any]) -> None:
+    """One Train worker: LoRA fine-tune on its dataset shard, checkpoint every ``checkpoint_every`` steps."""
+    import torch
+    import torch.distributed as dist
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    # Ray sets OMP_NUM_THREADS=1 in workers; give torch the cores this worker reserved.
+    torch.set_num_threads(max(1, min(int(cfg["cpus_per_worker"]), os.cpu_count() or 1)))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    tokenizer = load_tokenizer(cfg["model_path"])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
+    model = build_lora_model(cfg, device)
+    start_step = 0
+    checkpoint = ray.train.get_checkpoint()
+    state_files = None
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            set_peft_model_state_dict(model, load_file(os.path.join(folder, "adapter_model.safetensors")))
+            state_files = torch.load(os.path.join(folder, "optimizer.pt"), map_location="cpu")
+            with open(os.path.join(folder, "trainer_state.json")) as f:
+                start_step = json.load(f)["step"]
+    model = ray.train.torch.prepare_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=0.0)
+    if state_files is not None:
+        optimizer.load_state_dict(state_files)
+    if rank == 0 and start_step:
+        print(f"[sage] resumed from the checkpoint at step {start_step}", flush=True)
+    model.train()
+    shard = ray.train.get_dataset_shard("train")
+    steps_per_epoch, total = cfg["steps_per_epoch"], cfg["total_steps"]
+    step = start_step
+    last = time.perf_counter()
+    for epoch in range(start_step // steps_per_epoch, cfg["epochs"]):
+        batches = shard.iter_torch_batches(
+            batch_size=cfg["batch_size"], collate_fn=lambda b: pad_collate(b, pad_id), device=device
+        )
+        for i, batch in enumerate(batches):
+            if epoch * steps_per_epoch + i < step:
+                continue  # done before the restart: the checkpoint already holds these updates
+            if step >= total or i >= steps_per_epoch:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            value = loss.detach()
+            if world > 1:
+                dist.all_reduce(value)
+                value /= world
+            now = time.perf_counter()
+            metrics = {
+                "step": step, "total_steps": total, "epoch": round(epoch + (i + 1) / steps_per_epoch, 4),
+                "loss": round(float(value), 5), "lr": optimizer.param_groups[0]["lr"],
+                "step_time_s": round(now - last, 4), "tokens": int(batch["attention_mask"].sum()),
+                "resumed_from": start_step,
+            }
+            last = now
+            if step % cfg["checkpoint_every"] == 0 or step == total:
+                with tempfile.TemporaryDirectory() as folder:
+                    if rank == 0:
+                        _save_checkpoint(model, optimizer, step, epoch, folder)
+                    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
+            elif step % cfg.get("report_every", 1) == 0:
+                # Every worker reports at the same steps: report() is a barrier across the group.
+                ray.train.report(metrics)
+        if step >= total:
+            break
+
+
+def steps_plan(rows: int, batch_size: int, num_workers: int, epochs: int, max_steps: int | None) -> tuple[int, int]:
+    """(steps per epoch, total steps): each worker gets rows // num_workers rows (equal shards)."""
+    per_worker = rows // num_workers
+    steps_per_epoch = max(1, math.ceil(per_worker / batch_size))
+    total = steps_per_epoch * epochs
+    return steps_per_epoch, min(total, max_steps) if max_steps else total
+
+
+class ProgressCallback(UserCallback):
+    """Runs in the Train controller: appends each report to ``metrics.jsonl`` and keeps ``status.json`` current."""
+
+    def __init__(self, task_dir: str):
+        self.task_dir = task_dir
+        self.started = None
+        self.first_step = 0
+        self.failures = 0
+
+    def _write_status(self, **status: Any) -> None:
+        path = Path(self.task_dir) / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**status, "updated_at": time.time(), "failures": self.failures}))
+        tmp.replace(path)  # readers never see half a file
+
+    def _log(self, line: str) -> None:
+        with open(Path(self.task_dir) / "train.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        m = dict(metrics[0])
+        now = time.time()
+        if self.started is None or m["step"] <= self.first_step:
+            self.started, self.first_step = now, m["step"] - 1
+        done = m["step"] - self.first_step
+        rate = (now - self.started) / done if done > 1 else m.get("step_time_s", 0)
+        m["eta_s"] = round(rate * (m["total_steps"] - m["step"]), 1)
+        m["time"] = now
+        m["checkpoint"] = checkpoint is not None
+        with open(Path(self.task_dir) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(m) + "\n")
+        self._write_status(state="training", **m)
+        self._log(
+            f"step {m['step']}/{m['total_steps']} epoch {m['epoch']:.2f} loss {m['loss']:.4f} "
+            f"lr {m['lr']:.2e} eta {m['eta_s']:.0f}s" + (" [checkpoint saved]" if checkpoint else "")
+        )
+
+    def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+        self.failures += 1
+        self.started = None
+        for rank, exc in worker_exceptions.items():
+            self._log(f"worker {rank} failed: {type(exc).__name__}: {str(exc)[:300]}; restarting from the last checkpoint")

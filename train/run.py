@@ -1,0 +1,108 @@
+"""Entry point of one fine-tune, run as a Ray Job: ``python -m train.run --task-dir DIR``.
+
+It reads ``DIR/task.json`` (written by the job manager), prepares the tokenized dataset on Ray Data, runs the
+TorchTrainer, and leaves in ``DIR``: ``adapter/`` (PEFT format, with the tokenizer), ``metrics.jsonl``,
+``status.json``, ``train.log`` and ``result.json``. It never touches the studio's database: the manager reads
+these files and Ray's job status, so a fine-tune outlives a restart of the studio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from train.loop import ProgressCallback, steps_plan, train_loop, training_dataset
+from train.validation import load_tokenizer
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _log(task_dir: Path, line: str) -> None:
+    print(f"[sage] {line}", flush=True)
+    with open(task_dir / "train.log", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+def run(task_dir: Path) -> dict:
+    """Prepare data, train, export the adapter; returns what goes into result.json."""
+    cfg = json.loads((task_dir / "task.json").read_text())
+    started = time.time()
+    _write_json(task_dir / "status.json", {"state": "preparing", "phase": "tokenizing the dataset", "updated_at": started})
+    _log(task_dir, f"task {cfg['task_id']}: model {cfg['model']}, dataset {cfg['dataset_id']} ({cfg['format']})")
+    ds = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"], cfg["max_length"], cfg["seed"])
+    rows = ds.count()
+    if rows < cfg["num_workers"]:
+        raise ValueError(f"only {rows} usable rows after tokenization, fewer than the {cfg['num_workers']} workers")
+    steps_per_epoch, total = steps_plan(rows, cfg["batch_size"], cfg["num_workers"], cfg["epochs"], cfg["max_steps"])
+    cfg.update(steps_per_epoch=steps_per_epoch, total_steps=total, rows=rows)
+    cfg["checkpoint_every"] = cfg.get("checkpoint_every") or max(1, total // 4)
+    cfg["report_every"] = max(1, total // 500)  # a loss curve of at most ~500 points, one barrier per report
+    _log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, "
+                   f"{cfg['num_workers']} worker(s) × batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}")
+    _write_json(task_dir / "status.json", {"state": "preparing", "phase": "starting workers", "total_steps": total,
+                                           "rows": rows, "updated_at": time.time()})
+    resources = {"CPU": cfg["cpus_per_worker"]}
+    if cfg["use_gpu"]:
+        resources["GPU"] = 1
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=cfg,
+        scaling_config=ScalingConfig(num_workers=cfg["num_workers"], use_gpu=cfg["use_gpu"],
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name="ray_train",
+            storage_path=str(task_dir.resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=cfg["max_failures"]),
+            callbacks=[ProgressCallback(str(task_dir))],
+        ),
+        datasets={"train": ds},
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    adapter = task_dir / "adapter"
+    shutil.rmtree(adapter, ignore_errors=True)
+    with result.checkpoint.as_directory() as folder:
+        shutil.copytree(folder, adapter, ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json"))
+    load_tokenizer(cfg["model_path"]).save_pretrained(adapter)
+    metrics = result.metrics or {}
+    _log(task_dir, f"completed: {metrics.get('step')} steps, last loss {metrics.get('loss')}, adapter in {adapter}")
+    return {"state": "completed", "adapter_path": str(adapter), "steps": metrics.get("step"),
+            "final_loss": metrics.get("loss"), "rows": rows, "seconds": round(time.time() - started, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one SAGE Studio fine-tune (started by the job manager).")
+    parser.add_argument("--task-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    task_dir = args.task_dir
+    ray.init(log_to_driver=True)  # the job supervisor sets RAY_ADDRESS to this cluster
+    try:
+        result = run(task_dir)
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the manager must read why
+        traceback.print_exc()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result = {"state": "failed", "error": f"{type(exc).__name__}: {reason}"[:1000]}
+        _log(task_dir, f"failed: {result['error']}")
+        code = 1
+    _write_json(task_dir / "result.json", {**result, "finished_at": time.time()})
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

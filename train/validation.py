@@ -1,0 +1,284 @@
+"""Dataset validation on Ray Data: a streaming JSON Lines reader, per-batch checks, and the report they add up to.
+
+The file is read in 1 MiB chunks by one read task (so every row keeps its line number), the checks run as
+``map_batches`` tasks in parallel, and the driver folds the results batch by batch. Memory stays bounded by the
+block size, not the file size: a 50 MB single line is cut off at ``max_row_bytes`` and reported, never held.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+from ray.data.datasource import FileBasedDatasource
+
+from train.formats import RowError, render, to_messages
+
+CHUNK_BYTES = 1 << 20
+ROWS_PER_BLOCK = 4096
+DEFAULT_MAX_ROW_BYTES = 1 << 20
+PREVIEW_SCAN_ROWS = 200
+_SCHEMA = pa.schema([("row", pa.int64()), ("raw", pa.binary()), ("size", pa.int64())])
+
+
+class JsonLinesDatasource(FileBasedDatasource):
+    """One row per line: ``row`` (1-based line number), ``raw`` bytes (null when longer than the limit), ``size``.
+
+    Blank lines are skipped but still counted, so row numbers are the line numbers an editor shows.
+    """
+
+    def __init__(self, paths, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, **kwargs):
+        super().__init__(paths, **kwargs)
+        self.max_row_bytes = max_row_bytes
+
+    def _read_stream(self, f: "pa.NativeFile", path: str) -> Iterator[pa.Table]:
+        rows: list[int] = []
+        raws: list[bytes | None] = []
+        sizes: list[int] = []
+        line_no = 0
+        pending = b""
+        skipped = -1  # >= 0 while discarding the rest of an over-long line: its byte count so far
+
+        def emit(raw: bytes | None, size: int) -> None:
+            if raw is not None and not raw.strip():
+                return
+            rows.append(line_no)
+            raws.append(raw)
+            sizes.append(size)
+
+        first = True
+        while chunk := f.read(CHUNK_BYTES):
+            if first and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]  # a UTF-8 byte-order mark is harmless: drop it rather than fail row 1
+            first = False
+            parts = chunk.split(b"\n")
+            for part in parts[:-1]:
+                line_no += 1
+                if skipped >= 0:
+                    emit(None, skipped + len(part))
+                    skipped = -1
+                    continue
+                line = pending + part if pending else part
+                pending = b""
+                emit(None if len(line) > self.max_row_bytes else line, len(line))
+            tail = parts[-1]
+            if skipped >= 0:
+                skipped += len(tail)
+            else:
+                pending += tail
+                if len(pending) > self.max_row_bytes:
+                    skipped, pending = len(pending), b""
+            if len(rows) >= ROWS_PER_BLOCK:
+                yield pa.Table.from_pydict({"row": rows, "raw": raws, "size": sizes}, schema=_SCHEMA)
+                rows, raws, sizes = [], [], []
+        if skipped >= 0 or pending:
+            line_no += 1
+            emit(None if skipped >= 0 else pending, skipped if skipped >= 0 else len(pending))
+        if rows:
+            yield pa.Table.from_pydict({"row": rows, "raw": raws, "size": sizes}, schema=_SCHEMA)
+
+
+def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
+    """A Ray Dataset of the raw lines of a JSONL file (read on the node that holds it)."""
+    import ray
+    import ray.data
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # The dataset store lives on this node's disk: pin the (single) read task here, even on a multi-node cluster.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.data.read_datasource(
+        JsonLinesDatasource(str(Path(path).resolve()), max_row_bytes=max_row_bytes),
+        ray_remote_args={"scheduling_strategy": here},
+    )
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model_path: str):
+    """The model's tokenizer, once per worker process (Ray reuses workers across tasks, so this cache pays off)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path)
+
+
+def _decode_error(exc: UnicodeDecodeError) -> str:
+    bad = exc.object[exc.start : exc.start + 1].hex()
+    return f"not valid UTF-8 (byte 0x{bad} at position {exc.start}); save the file as UTF-8"
+
+
+def check_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, keep_messages: bool = False) -> pa.Table:
+    """Check each row: UTF-8, JSON, known format, fields and types; then count the tokens of the valid ones.
+
+    Output columns: row, format (null when invalid), error (null when valid), tokens (-1 when invalid or no
+    model), messages (JSON of the normalized conversation, for preview rows or when ``keep_messages``).
+    """
+    rows = batch.column("row").to_pylist()
+    raws = batch.column("raw").to_pylist()
+    sizes = batch.column("size").to_pylist()
+    formats: list[str | None] = []
+    errors: list[str | None] = []
+    conversations: list[list[dict] | None] = []
+    for row, raw, size in zip(rows, raws, sizes):
+        fmt, error, messages = None, None, None
+        if raw is None:
+            error = f"row is {size:,} bytes, over the {max_row_bytes:,}-byte limit for one row"
+        else:
+            try:
+                fmt, messages = to_messages(json.loads(raw.decode("utf-8")))
+            except UnicodeDecodeError as exc:
+                error = _decode_error(exc)
+            except json.JSONDecodeError as exc:
+                error = f"not valid JSON ({exc.msg} at column {exc.colno})"
+            except RowError as exc:
+                error = str(exc)
+            except RecursionError:
+                error = "not valid JSON (nested too deeply)"
+        formats.append(fmt)
+        errors.append(error)
+        conversations.append(messages)
+    tokens = [-1] * len(rows)
+    valid = [i for i, m in enumerate(conversations) if m is not None]
+    if model_path and valid:
+        tokenizer = load_tokenizer(model_path)
+        texts = render(tokenizer, [conversations[i] for i in valid])
+        for i, ids in zip(valid, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+            tokens[i] = len(ids)
+    kept = [
+        json.dumps(m, ensure_ascii=False) if m is not None and (keep_messages or r <= PREVIEW_SCAN_ROWS) else None
+        for r, m in zip(rows, conversations)
+    ]
+    return pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "format": pa.array(formats, pa.string()),
+            "error": pa.array(errors, pa.string()),
+            "tokens": pa.array(tokens, pa.int64()),
+            "messages": pa.array(kept, pa.string()),
+        }
+    )
+
+
+class RowIssue(BaseModel):
+    row: int = Field(description="1-based line number in the stored JSONL file.")
+    reason: str = Field(description="What is wrong with the row, in plain words.")
+
+
+class TokenStats(BaseModel):
+    model: str = Field(description="Model whose tokenizer and chat template were used.")
+    max_length: int = Field(description="Training max length the rows were compared with.")
+    p50: int
+    p95: int
+    max: int
+    mean: float
+    over_max_length: int = Field(description="Valid rows longer than max_length (they would be truncated).")
+
+
+class ValidationReport(BaseModel):
+    """What the upload check found; shown in the UI and returned by the API."""
+
+    format: str | None = Field(description="The dataset's format (the one most valid rows use).")
+    formats: dict[str, int] = Field(description="Valid rows per detected format.")
+    rows_total: int
+    rows_valid: int
+    rows_invalid: int
+    errors: list[RowIssue] = Field(description="The first problems, by row number.")
+    tokens: TokenStats | None = None
+    preview: list[list[dict]] = Field(description="The first valid rows as the conversations trained on.")
+    seconds: float = Field(description="Validation wall time.")
+
+
+def _percentile(counts: Counter, q: float) -> int:
+    total = sum(counts.values())
+    if not total:
+        return 0
+    rank, seen = q * (total - 1), 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen > rank:
+            return int(value)
+    return int(max(counts))
+
+
+def validate_dataset(
+    path: Path,
+    model_path: str | None,
+    model_name: str | None = None,
+    max_length: int = 1024,
+    max_errors: int = 20,
+    preview_rows: int = 5,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+) -> ValidationReport:
+    """Validate a JSONL file with Ray Data (needs a connected Ray) and fold the results into one report.
+
+    Rows of a format other than the dataset's main one are reported as invalid: one dataset trains one way.
+    """
+    start = time.perf_counter()
+    ds = read_rows(path, max_row_bytes).map_batches(
+        check_batch,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={"model_path": model_path, "max_row_bytes": max_row_bytes},
+    )
+    total = 0
+    errors: list[tuple[int, str]] = []  # max-heap by row (negated) holding the first max_errors problems
+    by_format: dict[str, int] = Counter()
+    first_rows: dict[str, list[int]] = {}  # per format, the smallest row numbers (to report minority rows)
+    lengths: dict[str, Counter] = {}
+    previews: dict[str, list[tuple[int, str]]] = {}
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        total += batch.num_rows
+        cols = {name: batch.column(name).to_pylist() for name in ("row", "format", "error", "tokens", "messages")}
+        for row, fmt, error, tok, msgs in zip(*cols.values()):
+            if error is not None:
+                heapq.heappush(errors, (-row, error))
+                if len(errors) > max_errors:
+                    heapq.heappop(errors)
+                continue
+            by_format[fmt] += 1
+            heap = first_rows.setdefault(fmt, [])
+            heapq.heappush(heap, -row)
+            if len(heap) > max_errors:
+                heapq.heappop(heap)
+            if tok >= 0:
+                lengths.setdefault(fmt, Counter())[tok] += 1
+            if msgs is not None:
+                previews.setdefault(fmt, []).append((row, msgs))
+    main = max(by_format, key=lambda f: (by_format[f], f == "chat")) if by_format else None
+    issues = [(-r, reason) for r, reason in errors]
+    for fmt, heap in first_rows.items():
+        if fmt != main:
+            reason = f"row is in {fmt} format but the dataset is {main} ({by_format[main]} rows); use one format per file"
+            issues += [(-r, reason) for r in heap]
+    issues.sort()
+    valid = by_format.get(main, 0)
+    stats = None
+    if main and main in lengths:
+        counts = lengths[main]
+        n = sum(counts.values())
+        stats = TokenStats(
+            model=model_name or str(model_path),
+            max_length=max_length,
+            p50=_percentile(counts, 0.5),
+            p95=_percentile(counts, 0.95),
+            max=max(counts),
+            mean=round(sum(k * v for k, v in counts.items()) / n, 1),
+            over_max_length=sum(v for k, v in counts.items() if k > max_length),
+        )
+    preview = [json.loads(m) for _, m in sorted(previews.get(main, []))[:preview_rows]]
+    return ValidationReport(
+        format=main,
+        formats=dict(by_format),
+        rows_total=total,
+        rows_valid=valid,
+        rows_invalid=total - valid,
+        errors=[RowIssue(row=r, reason=reason) for r, reason in issues[:max_errors]],
+        tokens=stats,
+        preview=preview,
+        seconds=round(time.perf_counter() - start, 3),
+    )
