@@ -28,3 +28,33 @@ def pl_env(tmp_path: Path) -> OperatorEnv:
         output_dir=files / "outputs",
         studio_url="http://127.0.0.1:9",  # nothing listens there: only generator tests set a real one
     )
+
+
+def pipelines_app(home: Path):
+    """The gateway's pipelines router with its startup and error handlers, minus Serve and the engines."""
+    from contextlib import asynccontextmanager
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+
+    from deployments.api import install_error_handlers
+    from deployments.routers import pipelines as pipelines_router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await pipelines_router.startup(app.state, SimpleNamespace(sage_home=str(home)))
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(pipelines_router.router)
+    return app
+
+
+@pytest.fixture
+def api(tmp_path):
+    """A TestClient on the pipelines routes, over a fresh SAGE_HOME."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(pipelines_app(tmp_path / "home")) as client:
+        yield client
