@@ -55,7 +55,7 @@ class MemoryBackend(ABC):
     def search(
         self, session_id: str, dialogs: list[Dialog], candidates: list[Dialog], query: str
     ) -> list[RecalledDialog]:
-        """Up to ``top_k`` of ``candidates`` (a subset of the session's ``dialogs``) relevant to ``query``, best first."""
+        """Up to ``top_k`` of ``candidates`` (older dialogs of the session) relevant to ``query``, best first."""
 
     def index(self, session_id: str, dialogs: list[Dialog]) -> None:
         """Bring the session's index up to date with its dialogs (no-op for index-free backends)."""

@@ -7,6 +7,7 @@ indexes) runs in worker threads, so the event loop keeps serving other requests.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from sage_studio.memory.factory import available_backends, create_backend
 from sage_studio.memory.models import MemoryConfigInfo, MemoryPreview, MemoryStats, SessionMemoryStats
 from sage_studio.sessions.models import RecalledDialog, SessionSummary
 from sage_studio.sessions.store import SessionNotFound, SessionStore
+
+logger = logging.getLogger(__name__)
 
 RECALL_HEADER = "Relevant earlier conversation from this session (recalled from memory):"
 
@@ -48,7 +51,8 @@ def inject(messages: list[dict[str, Any]], recall: Recall, max_chars: int) -> li
     per_dialog = max(50, max_chars // 2)
     recall_lines: list[str] = []
     for i, item in enumerate(recall.recalled, 1):
-        line = f"[{i}] User: {_clip(item.user, per_dialog // 2)}\n    Assistant: {_clip(item.assistant, per_dialog // 2)}"
+        user, assistant = _clip(item.user, per_dialog // 2), _clip(item.assistant, per_dialog // 2)
+        line = f"[{i}] User: {user}\n    Assistant: {assistant}"
         if len(line) > budget:
             break
         recall_lines.append(line)
@@ -100,9 +104,16 @@ class ChatMemory:
         return inject(messages, recall, self.config.max_recall_chars)
 
     async def record_turn(self, session_id: str, user_content: str, assistant_content: str) -> None:
-        """Store the user turn and the reply (one transaction), then bring the session's index up to date."""
+        """Store the user turn and the reply (one transaction), then bring the session's index up to date.
+
+        A session deleted while its reply was being generated is not recreated: the turn is dropped with a warning.
+        """
         recalled = self._pending.pop((session_id, user_content), None)
-        await asyncio.to_thread(self.store.append_dialog, session_id, user_content, assistant_content, recalled)
+        try:
+            await asyncio.to_thread(self.store.append_dialog, session_id, user_content, assistant_content, recalled)
+        except SessionNotFound:
+            logger.warning("session %s was deleted during its request; the turn is not stored", session_id)
+            return
         if isinstance(self.backend, IndexedBackend):
             dialogs = await asyncio.to_thread(self.store.dialogs, session_id)
             await asyncio.to_thread(self.backend.index, session_id, dialogs)

@@ -35,7 +35,8 @@ def test_vdb_recalls_an_early_fact_by_meaning(make_memory, story):
     assert messages[0]["role"] == "system" and messages[0]["content"].startswith(RECALL_HEADER)
     assert story.FACT[0] in messages[0]["content"]
     # The window is still replayed after the recall, then the question.
-    assert [m["content"] for m in messages[1:]] == [t for pair in story.FILLER[-3:] for t in pair] + [story.SEMANTIC_QUESTION]
+    window = [t for pair in story.FILLER[-3:] for t in pair]
+    assert [m["content"] for m in messages[1:]] == window + [story.SEMANTIC_QUESTION]
     # An unrelated question recalls nothing about the sister (similarity below min_score).
     unrelated = build(memory, session_id, "How do I change a flat bicycle tyre?")
     assert "Zanzibar" not in prompt_text(unrelated)
@@ -140,3 +141,12 @@ def test_two_replicas_on_one_database_stay_consistent(make_memory, tmp_path, sto
         assert "Bob likes tea." in prompt_text(build(b, session_id, "Does Bob like tea?"))
     finally:
         b.close()
+
+
+def test_a_turn_for_a_session_deleted_mid_request_is_dropped(make_memory):
+    memory = make_memory("kv")
+    session_id = memory.store.create().id
+    build(memory, session_id, "hello")
+    asyncio.run(memory.delete(session_id))
+    asyncio.run(memory.record_turn(session_id, "hello", "hi"))  # the reply finished after the delete
+    assert not memory.store.exists(session_id)

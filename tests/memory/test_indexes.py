@@ -77,3 +77,14 @@ def test_config_lists_every_backend(make_memory):
     assert [b.name for b in info.available_backends] == ["short_term", "vdb", "kv", "graph"]
     assert all(b.available for b in info.available_backends)
     assert asyncio.run(make_memory("short_term").config_info()).embedding_model is None
+
+
+def test_index_cache_is_bounded_and_rebuilds_evicted_sessions(make_memory, story):
+    memory = make_memory("graph", max_cached_sessions=1)
+    first = story.long_session(memory)
+    second = story.long_session(memory)
+    assert memory.backend.index_info(first) == {"loaded": False}  # evicted by the second session
+    assert memory.backend.index_info(second)["loaded"]
+    preview = asyncio.run(memory.preview(first, "Tell me about Alice"))
+    assert [r.user for r in preview.recalled] == [story.FACT[0]]
+    assert memory.backend.index_info(first)["loaded"] and not memory.backend.index_info(second)["loaded"]

@@ -47,13 +47,14 @@ def test_database_runs_in_wal_mode(store):
 def test_create_get_and_auto_title(store):
     created = store.create()
     assert created.title == DEFAULT_TITLE and created.messages == [] and created.message_count == 0
-    store.append_dialog(created.id, "  How do   I fine-tune SmolLM2 on my own support tickets with LoRA adapters?", "Like so.")
+    first = "  How do   I fine-tune SmolLM2 on my own support tickets with LoRA adapters?"
+    store.append_dialog(created.id, first, "Like so.")
     store.append_dialog(created.id, "Second question", "Second answer")
     session = store.get(created.id)
     # One line, cut on a word boundary, from the first user message only.
     assert session.title == "How do I fine-tune SmolLM2 on my own support tickets with…"
     assert [(m.role, m.content) for m in session.messages] == [
-        ("user", "  How do   I fine-tune SmolLM2 on my own support tickets with LoRA adapters?"),
+        ("user", first),
         ("assistant", "Like so."),
         ("user", "Second question"),
         ("assistant", "Second answer"),
