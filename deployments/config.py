@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sage_studio.memory.config import MemoryConfig
 from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_settings
 
 EngineKind = Literal["auto", "vllm", "transformers", "remote"]
@@ -108,6 +109,7 @@ class StudioConfig(BaseModel):
         default_factory=_remote_from_env, description="Fallback endpoint (env SAGE_CHAT_BASE_URL/API_KEY/MODEL)."
     )
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="Ingress settings.")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Chat memory backend.")
     sage_home: str = Field(
         default_factory=lambda: str(get_settings().sage_home), description="Data folder every replica uses."
     )
