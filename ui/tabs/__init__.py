@@ -1,0 +1,1 @@
+"""One module per UI tab; each exposes ``create_<tab>_tab(demo, client, ...)``."""

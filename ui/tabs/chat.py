@@ -1,0 +1,194 @@
+"""Chat tab: the session list (new, rename, clear, delete), streaming replies, a model picker and the memory panel.
+
+Sessions live in the studio (``/sessions``), so the list here and the API show the same conversations; a reply is
+streamed from ``/v1/chat/completions`` with the session's id, and the gateway stores both turns when it ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ui import strings
+from ui.client import ApiError, StudioClient
+from ui.render import card, error_notice, error_text, esc, notice, usage_bar
+
+DEFAULT_MODEL = "sage-default"
+
+
+def _choices(sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(s["title"], s["id"]) for s in sessions]
+
+
+def _history(session: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": m["content"]} for m in session.get("messages", []) if m["role"] != "system"]
+
+
+def _memory_html(preview: dict[str, Any] | None, stats: dict[str, Any] | None) -> str:
+    if preview is None or stats is None:
+        return notice(strings.CHAT_MEMORY_NONE)
+    session = (stats.get("sessions") or [{}])[0]
+    dialogs = session.get("dialog_count", 0)
+    if not dialogs:
+        return notice(strings.CHAT_MEMORY_EMPTY)
+    body = [
+        f'<div class="sage-muted">Backend <b>{esc(stats.get("backend", "?"))}</b> · {dialogs} dialogs stored · '
+        f'window of {stats.get("max_dialogs", "?")}</div>',
+        usage_bar(session.get("usage_percent", 0), f'window {session.get("usage_percent", 0):.0f}% full'),
+    ]
+    if session.get("index"):
+        info = ", ".join(f"{esc(str(k))}: {esc(str(v))}" for k, v in session["index"].items())
+        body.append(f'<div class="sage-muted">Index · {info}</div>')
+    recalled = preview.get("last_recall") or []
+    if recalled:
+        items = "".join(
+            f'<li><b>#{r["dialog"] + 1}</b> {esc(r["user"][:120])}'
+            f'{" — " + esc(r["reason"]) if r.get("reason") else ""}</li>' for r in recalled)
+        body.append(f'<div class="sage-muted">Recalled into the last prompt:</div><ul class="sage-list">{items}</ul>')
+    return card(strings.CHAT_MEMORY, "".join(body), badge=stats.get("backend", ""))
+
+
+def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.components.Component]:
+    """Build the Chat tab inside the current Blocks context; returns its components by name."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=250, elem_classes="sage-sidebar"):
+            gr.Markdown(f"### {strings.CHAT_SESSIONS}")
+            new_btn = gr.Button(strings.CHAT_NEW, variant="primary", elem_id="chat-new")
+            sessions = gr.Radio(choices=[], label=strings.CHAT_SESSIONS, show_label=False, elem_id="chat-sessions",
+                                elem_classes="sage-session-list")
+            title_box = gr.Textbox(placeholder=strings.CHAT_RENAME_PLACEHOLDER, show_label=False, elem_id="chat-title")
+            with gr.Row():
+                rename_btn = gr.Button(strings.CHAT_RENAME, size="sm", elem_id="chat-rename")
+                clear_btn = gr.Button(strings.CHAT_CLEAR, size="sm", elem_id="chat-clear")
+                delete_btn = gr.Button(strings.CHAT_DELETE, size="sm", variant="stop", elem_id="chat-delete")
+        with gr.Column(scale=4):
+            with gr.Row(equal_height=True):
+                model = gr.Dropdown(choices=[DEFAULT_MODEL], value=DEFAULT_MODEL, label=strings.CHAT_MODEL,
+                                    allow_custom_value=True, scale=2, elem_id="chat-model")
+                status = gr.HTML(elem_id="chat-status", scale=5)
+            chatbot = gr.Chatbot(height=480, placeholder=strings.CHAT_PLACEHOLDER, elem_id="chat-bot",
+                                 buttons=["copy"], show_label=False)
+            with gr.Row(equal_height=True):
+                message = gr.Textbox(placeholder=strings.CHAT_INPUT_PLACEHOLDER, show_label=False, scale=8,
+                                     autofocus=True, elem_id="chat-input", lines=1, max_lines=6)
+                send_btn = gr.Button(strings.CHAT_SEND, variant="primary", scale=1, min_width=90, elem_id="chat-send")
+                stop_btn = gr.Button(strings.CHAT_STOP, scale=1, min_width=80, elem_id="chat-stop")
+            with gr.Accordion(strings.CHAT_MEMORY, open=False, elem_id="chat-memory-panel"):
+                memory = gr.HTML(notice(strings.CHAT_MEMORY_NONE), elem_id="chat-memory")
+
+    async def memory_panel(session_id: str | None) -> str:
+        if not session_id:
+            return notice(strings.CHAT_MEMORY_NONE)
+        try:
+            return _memory_html(await client.session_memory(session_id), await client.memory_stats(session_id))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable notice
+            return error_notice(exc, strings.CHAT_MEMORY)
+
+    async def session_list(selected: str | None = None):
+        """Radio update for the current sessions, keeping ``selected`` if it still exists."""
+        items = await client.list_sessions()
+        ids = [s["id"] for s in items]
+        value = selected if selected in ids else None
+        return gr.update(choices=_choices(items), value=value), value
+
+    async def load(selected: str | None):
+        try:
+            models = [m["id"] for m in await client.models()]
+            model_update = gr.update(choices=models or [DEFAULT_MODEL])
+        except Exception:  # noqa: BLE001 - the picker keeps its default; the error shows below
+            model_update = gr.update()
+        try:
+            radio, value = await session_list(selected)
+            history = _history(await client.get_session(value)) if value else []
+            msg = "" if radio["choices"] else notice(strings.CHAT_NO_SESSIONS)
+            return radio, history, msg, await memory_panel(value), model_update
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), [], error_notice(exc, strings.CHAT_SESSIONS), await memory_panel(None), model_update
+
+    async def select(session_id: str | None):
+        if not session_id:
+            return [], "", await memory_panel(None)
+        try:
+            session = await client.get_session(session_id)
+            return _history(session), "", await memory_panel(session_id)
+        except Exception as exc:  # noqa: BLE001
+            return [], error_notice(exc, strings.CHAT_SESSIONS), await memory_panel(None)
+
+    async def new_session():
+        try:
+            created = await client.create_session()
+            radio, _ = await session_list(created["id"])
+            return radio, [], "", await memory_panel(created["id"])
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), gr.update(), error_notice(exc, strings.CHAT_SESSIONS), gr.update()
+
+    async def rename(session_id: str | None, title: str):
+        if not session_id:
+            return gr.update(), title, notice(strings.CHAT_SELECT_FIRST, "warn")
+        if not title.strip():
+            return gr.update(), title, notice(strings.CHAT_EMPTY_TITLE, "warn")
+        try:
+            renamed = await client.rename_session(session_id, title)
+            radio, _ = await session_list(session_id)
+            return radio, "", notice(strings.CHAT_RENAMED.format(title=renamed["title"]), "ok")
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), title, error_notice(exc, strings.CHAT_RENAME)
+
+    async def clear(session_id: str | None):
+        if not session_id:
+            return gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
+        try:
+            await client.clear_session(session_id)
+            return [], notice(strings.CHAT_CLEARED, "ok"), await memory_panel(session_id)
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), error_notice(exc, strings.CHAT_CLEAR), gr.update()
+
+    async def delete(session_id: str | None):
+        if not session_id:
+            return gr.update(), gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
+        try:
+            await client.delete_session(session_id)
+            radio, _ = await session_list(None)
+            return radio, [], notice(strings.CHAT_DELETED, "ok"), await memory_panel(None)
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), gr.update(), error_notice(exc, strings.CHAT_DELETE), gr.update()
+
+    async def send(text: str, session_id: str | None, model_name: str, history: list[dict[str, Any]]):
+        text = (text or "").strip()
+        if not text:
+            yield gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        history = list(history or []) + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        try:
+            if not session_id:
+                session_id = (await client.create_session())["id"]
+            yield history, "", gr.update(), "", gr.update()
+            reply = ""
+            async for piece in client.stream_chat([{"role": "user", "content": text}], model_name or DEFAULT_MODEL,
+                                                  session_id=session_id):
+                reply += piece
+                history[-1] = {"role": "assistant", "content": reply}
+                yield history, "", gr.update(), "", gr.update()
+        except Exception as exc:  # noqa: BLE001 - a failed reply is shown in the conversation itself
+            history[-1] = {"role": "assistant", "content": strings.CHAT_REPLY_FAILED.format(
+                message=exc.message if isinstance(exc, ApiError) else error_text(exc, strings.TAB_CHAT))}
+            yield history, "", gr.update(), error_notice(exc, strings.TAB_CHAT), gr.update()
+        try:
+            radio, _ = await session_list(session_id)  # the first message titles the session
+        except Exception:  # noqa: BLE001 - the reply is shown; the list refreshes on the next action
+            radio = gr.update()
+        yield history, "", radio, gr.update(), await memory_panel(session_id)
+
+    demo.load(load, [sessions], [sessions, chatbot, status, memory, model])
+    sessions.input(select, [sessions], [chatbot, status, memory])
+    new_btn.click(new_session, None, [sessions, chatbot, status, memory])
+    rename_btn.click(rename, [sessions, title_box], [sessions, title_box, status])
+    title_box.submit(rename, [sessions, title_box], [sessions, title_box, status])
+    clear_btn.click(clear, [sessions], [chatbot, status, memory])
+    delete_btn.click(delete, [sessions], [sessions, chatbot, status, memory])
+    outputs = [chatbot, message, sessions, status, memory]
+    sent = send_btn.click(send, [message, sessions, model, chatbot], outputs)
+    submitted = message.submit(send, [message, sessions, model, chatbot], outputs)
+    stop_btn.click(None, None, None, cancels=[sent, submitted])
+    return {"sessions": sessions, "chatbot": chatbot, "model": model, "status": status, "memory": memory}
