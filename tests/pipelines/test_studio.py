@@ -121,3 +121,23 @@ def test_chat_with_memory_template_records_the_turn_in_the_session(http):
     messages = http.get(f"/sessions/{session}").json()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"] and messages[0]["content"] == "Hello pipeline"
     assert messages[1]["content"] == ran.json()["result"]["transcript"]
+
+
+def test_cli_runs_exports_and_imports_through_the_studio(http, studio, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    cli, url = CliRunner(), ["--url", studio.base_url]
+    pid = http.post("/api/pipelines", json=bm25_qa(with_generator=False)).json()["id"]
+    exported = tmp_path / "p.json"
+    assert cli.invoke(app, ["export", pid, "-o", str(exported), *url]).exit_code == 0
+    done = cli.invoke(app, ["run", str(exported), "--input-json", json.dumps(QUESTION), *url])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout.strip().splitlines()[-1])["recall"]["value"] == 1.0
+    imported = cli.invoke(app, ["import", str(exported), *url])
+    assert imported.exit_code == 0 and imported.stdout.strip().startswith("pl_")
+    script = cli.invoke(app, ["export", pid, "--python", *url])
+    assert script.exit_code == 0 and "PipelineRunner(built).run(run_input)" in script.stdout
+    missing = cli.invoke(app, ["export", "pl_000000000000", *url])
+    assert missing.exit_code == 1 and "No pipeline with id 'pl_000000000000'" in missing.output
