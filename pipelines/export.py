@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pprint
 import re
+import textwrap
 
 from pipelines.models import VisualPipeline
 
 _HEADER = '''#!/usr/bin/env python
-"""{title}
+r"""{title}
 
 {description}
 Exported from SAGE Studio. Run it with:  python {filename} [--input TEXT | --input-json JSON] [--studio-url URL]
@@ -76,7 +77,8 @@ def export_python(pipeline: VisualPipeline, default_input: object = None) -> str
     lines = [
         _HEADER.format(
             title=pipeline.name.replace('"""', "'''"),
-            description=(pipeline.description.replace('"""', "'''") + "\n") if pipeline.description else "",
+            description=(textwrap.fill(pipeline.description.replace('"""', "'''"), 100) + "\n")
+            if pipeline.description else "",
             filename=script_filename(pipeline),
         ),
         "PIPELINE = VisualPipeline(",
