@@ -119,7 +119,7 @@ def run_batch(
     *,
     concurrency: int = 2,
     threads_per_worker: int = 4,
-    batch_size: int = 16,
+    batch_size: int = 64,
     num_cpus: float = 0.5,
     on_progress: Callable[[BatchSummary], None] | None = None,
     progress_every_s: float = 1.0,
