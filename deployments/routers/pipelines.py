@@ -97,9 +97,14 @@ def _state(request: Request):
 
 
 def _env(request: Request) -> OperatorEnv:
-    # Generators call this very gateway: at SAGE_STUDIO_URL when set, else at the address the client used.
+    # Generators call this very gateway: at SAGE_STUDIO_URL when set, else at the address the client used, with the
+    # caller's own API key (so a key-protected studio answers its own pipelines without a second secret).
     url = os.environ.get("SAGE_STUDIO_URL") or str(request.base_url)
-    return OperatorEnv.from_environment(studio_url=url, sage_home=_state(request).pipelines_home)
+    env = OperatorEnv.from_environment(studio_url=url, sage_home=_state(request).pipelines_home)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        env.api_key = token
+    return env
 
 
 def _get(request: Request, pipeline_id: str) -> VisualPipeline:
