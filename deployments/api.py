@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.config import StudioConfig
@@ -18,7 +17,7 @@ from deployments.model_router import EngineDownError, ModelNotFoundError, ModelR
 logger = logging.getLogger("ray.serve")
 
 # One module per area under deployments/routers; each exposes `router` and optionally `startup`/`shutdown`.
-AREAS = ["openai", "sessions", "memory"]
+AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models"]
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
@@ -67,13 +66,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"Internal error ({type(exc).__name__}); see the gateway log.")
 
 
-def create_api(config: StudioConfig, engines: dict[str, DeploymentHandle]) -> FastAPI:
+def create_api(config: StudioConfig, model_router: ModelRouter) -> FastAPI:
     modules = [importlib.import_module(f"deployments.routers.{area}") for area in AREAS]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.config = config
-        app.state.model_router = ModelRouter(config, engines)
+        app.state.model_router = model_router
         for module in modules:
             if hasattr(module, "startup"):
                 await module.startup(app.state, config)

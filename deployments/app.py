@@ -5,13 +5,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
 
 from deployments.config import ModelConfig, StudioConfig
 from deployments.engine_deployment import LLMDeployment
+from deployments.engines.vllm_engine import adapter_version
 from deployments.gateway import Gateway
+from deployments.serving_state import AdapterEntry, ServingState, load_state
 
 
 def engine_deployment_name(model_name: str) -> str:
@@ -27,11 +30,28 @@ def _engine_env(model: ModelConfig, config: StudioConfig) -> dict[str, str]:
     return env
 
 
-def _engine_app(model: ModelConfig, config: StudioConfig) -> Application:
+def serving_state_for(config: StudioConfig) -> ServingState:
+    """The persisted choice (last hot swap) plus the adapters the config names, minus what no longer exists."""
+    state = load_state(config.sage_home)
+    served = {m.name for m in config.models}
+    adapters = {
+        name: entry
+        for name, entry in state.adapters.items()
+        if entry.base in served and (Path(entry.path) / "adapter_config.json").is_file()
+    }
+    for model in config.models:
+        for name, path in model.adapters.items():
+            adapters[name] = AdapterEntry(base=model.name, path=path, version=adapter_version(path))
+    default = state.default_model if state.default_model in served | adapters.keys() else None
+    return ServingState(default_model=default, adapters=adapters)
+
+
+def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -> Application:
     auto = model.autoscaling
     options: dict[str, Any] = dict(
         name=engine_deployment_name(model.name),
         max_ongoing_requests=model.max_ongoing_requests,
+        user_config=state.engine_user_config(model.name),
         ray_actor_options={
             "num_cpus": model.num_cpus,
             "num_gpus": model.num_gpus,
@@ -48,8 +68,10 @@ def _engine_app(model: ModelConfig, config: StudioConfig) -> Application:
 
 
 def build_studio_app(config: StudioConfig) -> Application:
-    engines = {model.name: _engine_app(model, config) for model in config.models}
+    state = serving_state_for(config)
+    engines = {model.name: _engine_app(model, config, state) for model in config.models}
     gateway = Gateway.options(
+        user_config=state.gateway_user_config(),
         num_replicas=config.gateway.num_replicas,
         max_ongoing_requests=config.gateway.max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"SAGE_HOME": config.sage_home}}},

@@ -38,6 +38,11 @@ class LLMDeployment:
         await self.engine.add_adapter(name, path)
         return self.engine.info()
 
+    async def reconfigure(self, user_config: dict) -> None:
+        """Applied in place by Serve when only the user_config changed: preload the adapters now being served."""
+        for name, path in (user_config or {}).get("adapters", {}).items():
+            await self.engine.add_adapter(name, path)
+
     async def check_health(self) -> None:
         await self.engine.check_health()
 

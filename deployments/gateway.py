@@ -8,15 +8,23 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.api import create_api
 from deployments.config import StudioConfig
+from deployments.model_router import ModelRouter
+from deployments.serving_state import ServingState
+
+GATEWAY_NAME = "Gateway"
 
 
-@serve.deployment(name="Gateway")
+@serve.deployment(name=GATEWAY_NAME)
 @serve.ingress()
 class Gateway:
     def __init__(self, config: dict, engines: dict[str, DeploymentHandle]):
         self.config = StudioConfig.model_validate(config)
-        self.engines = engines
+        self.model_router = ModelRouter(self.config, engines)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """The hot-swap path: Serve applies a new serving state in place, without restarting the replica."""
+        self.model_router.apply(ServingState.model_validate(user_config or {}))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica: the app holds live handles and services, which don't pickle.
-        return create_api(self.config, self.engines)
+        return create_api(self.config, self.model_router)

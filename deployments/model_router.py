@@ -18,6 +18,7 @@ from deployments.engines.base import (
     GenerationRequest,
 )
 from deployments.engines.remote_engine import RemoteEngine
+from deployments.serving_state import ServingState
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
 
 logger = logging.getLogger("ray.serve")
@@ -38,6 +39,7 @@ class Target:
     model: str
     handle: DeploymentHandle | None
     adapter: str | None = None
+    adapter_path: str | None = None
 
 
 class ModelRouter:
@@ -46,11 +48,23 @@ class ModelRouter:
         self.handles = handles
         self.remote = RemoteEngine(config.remote) if config.remote else None
         self.first_chunk_timeout_s = config.gateway.first_chunk_timeout_s
-        # adapter served name → base model name
-        self.adapters = {a: m.name for m in config.models for a in m.adapters}
+        self.serving = ServingState()
+
+    def apply(self, state: ServingState) -> None:
+        """Take a new serving state (from Serve's reconfigure): swapped in one assignment, so a request sees
+        either the old or the new state, never a mix."""
+        self.serving = state
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Served adapter name → base model name."""
+        return {name: a.base for name, a in self.serving.adapters.items() if a.base in self.handles}
 
     @property
     def default_model(self) -> str | None:
+        chosen = self.serving.default_model
+        if chosen is not None and (chosen in self.handles or chosen in self.adapters):
+            return chosen
         return self.config.default_model or (self.config.remote.model if self.config.remote else None)
 
     def resolve(self, name: str) -> Target:
@@ -60,11 +74,10 @@ class ModelRouter:
             name = self.default_model
         if name in self.handles:
             return Target(name, self.handles[name])
-        if name in self.adapters:
-            return Target(name, self.handles[self.adapters[name]], adapter=name)
-        base, _, adapter = name.partition(":")
-        if adapter and base in self.handles and adapter in self.adapters:
-            return Target(name, self.handles[base], adapter=adapter)
+        base, _, adapter = name.rpartition(":") if ":" in name else ("", "", name)
+        if adapter in self.adapters and base in ("", self.adapters[adapter]):
+            entry = self.serving.adapters[adapter]
+            return Target(name, self.handles[entry.base], adapter=adapter, adapter_path=entry.path)
         if self.remote is not None and name in (self.remote.remote.model, self.default_model):
             return Target(name, None)
         raise ModelNotFoundError(f"The model '{name}' does not exist. GET /v1/models lists the served models.")
@@ -90,7 +103,7 @@ class ModelRouter:
             async for chunk in self._remote_generate(request):
                 yield chunk
             return
-        request.adapter = target.adapter
+        request.adapter, request.adapter_path = target.adapter, target.adapter_path
         stream = target.handle.options(stream=True).generate.remote(request)
         iterator = stream.__aiter__()
         try:
@@ -112,6 +125,6 @@ class ModelRouter:
     async def _remote_generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         if self.remote is None:
             raise EngineDownError(self._down_message())
-        request.adapter = None
+        request.adapter = request.adapter_path = None
         async for chunk in self.remote.generate(request):
             yield chunk

@@ -161,6 +161,10 @@ def build_tiny_llama(path: Path, vocab_size: int = 512, seed: int = 0) -> Path:
         torch_dtype="float32",
     )
     model = LlamaForCausalLM(config)
+    # With std-0.02 embeddings behind a unit-RMS final norm, logits can't exceed ~1.3: no fine-tune could ever move
+    # the model. A larger final-norm gain lets a LoRA adapter actually teach it something (tests rely on that).
+    with torch.no_grad():
+        model.model.norm.weight.fill_(10.0)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)

@@ -27,8 +27,10 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
-    # A LoRA adapter served on this engine's base model, by its served name (None: the base model itself).
+    # A LoRA adapter served on this engine's base model, by its served name (None: the base model itself), and its
+    # folder: every request carries it, so any replica can serve any adapter without a prior broadcast.
     adapter: str | None = None
+    adapter_path: str | None = None
 
 
 @dataclass

@@ -82,15 +82,18 @@ class VLLMEngine(LLMEngine):
         if not (Path(path) / "adapter_config.json").is_file():
             raise AdapterNotFoundError(f"'{path}' is not a PEFT adapter folder (no adapter_config.json)")
         version = adapter_version(path)
-        if self._versions.get(name) != version:
+        known_path = self._adapters[name][1] if name in self._adapters else None
+        if (known_path, self._versions.get(name)) != (path, version):
             self._adapters[name] = (next(self._ids), path)
             self._versions[name] = version
 
-    def _lora_request(self, adapter: str | None):
+    async def _lora_request(self, adapter: str | None, adapter_path: str | None):
         if adapter is None:
             return None
         from vllm.lora.request import LoRARequest
 
+        if adapter_path is not None:
+            await self.add_adapter(adapter, adapter_path)
         if adapter not in self._adapters:
             raise AdapterNotFoundError(f"adapter '{adapter}' is not loaded on model '{self.config.name}'")
         int_id, path = self._adapters[adapter]
@@ -102,7 +105,7 @@ class VLLMEngine(LLMEngine):
 
         if self._engine is None:
             raise EngineUnavailableError("the vLLM engine has not started")
-        lora = self._lora_request(request.adapter)
+        lora = await self._lora_request(request.adapter, request.adapter_path)
         if request.messages is not None:
             token_ids = self._tokenizer.apply_chat_template(
                 request.messages, add_generation_prompt=True, tokenize=True, return_dict=False

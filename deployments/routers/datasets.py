@@ -1,0 +1,136 @@
+"""``/api/datasets``: upload (multipart) with a validation report computed on Ray Data, list, get, re-validate,
+delete (a thin layer over ``train.datasets``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from deployments.routers.finetune import ensure_services, resolve_model, store_of
+from sage_studio.settings import DEFAULT_MODEL_NAME
+from train.datasets import DatasetError, DatasetService
+from train.store import ACTIVE_STATES, DatasetRecord
+
+router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+# Multipart framing and the small form fields ride on top of the file itself.
+FORM_OVERHEAD = 64 * 1024
+
+_UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary", "description": "JSON Lines or a JSON array of rows."},
+                "name": {"type": "string", "description": "Display name (default: the file name)."},
+                "model": {"type": "string", "description": "Model for the token statistics.",
+                          "default": DEFAULT_MODEL_NAME},
+                "max_length": {"type": "integer", "description": "Training max length to compare with.",
+                               "default": 1024},
+            },
+        }}},
+    }
+}
+
+
+async def startup(state: Any, config: Any) -> None:
+    await ensure_services(state, config)
+
+
+def _service(request: Request) -> DatasetService:
+    store_of(request)
+    return request.app.state.datasets
+
+
+def _max_length(value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise HTTPException(422, detail="max_length must be a whole number.") from None
+    if not 16 <= number <= 32768:
+        raise HTTPException(422, detail="max_length must be between 16 and 32768.")
+    return number
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord, openapi_extra=_UPLOAD_SCHEMA)
+async def upload(request: Request) -> DatasetRecord:
+    """Store an uploaded dataset and validate it on Ray Data; 4xx with the reason when it cannot be used."""
+    service = _service(request)
+    declared = request.headers.get("content-length")
+    # Refuse an oversize upload from its header, before reading a byte of it.
+    if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            detail=f"The file is over the {service.max_bytes / (1 << 20):g} MB upload limit.")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            detail="Send the dataset as multipart/form-data with the file in the 'file' field.")
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(422,
+                                detail="No file: put the dataset in the multipart field 'file'.")
+        model = str(form.get("model") or DEFAULT_MODEL_NAME)
+        max_length = _max_length(form.get("max_length") or 1024)
+        model_path = await run_in_threadpool(resolve_model, model)
+        name = form.get("name")
+        try:
+            return await run_in_threadpool(
+                service.create, file.file, file.filename, str(name) if name else None, str(model_path), model,
+                max_length,
+            )
+        except DatasetError as exc:
+            raise HTTPException(exc.status, detail=exc.message) from None
+    finally:
+        await form.close()
+
+
+@router.get("", response_model=list[DatasetRecord])
+async def list_datasets(request: Request) -> list[DatasetRecord]:
+    """All datasets, newest first."""
+    return await run_in_threadpool(store_of(request).list_datasets)
+
+
+def _dataset(request: Request, dataset_id: str) -> DatasetRecord:
+    record = store_of(request).get_dataset(dataset_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No dataset '{dataset_id}'.")
+    return record
+
+
+@router.get("/{dataset_id}", response_model=DatasetRecord)
+async def get_dataset(dataset_id: str, request: Request) -> DatasetRecord:
+    """A dataset with its validation report."""
+    return await run_in_threadpool(_dataset, request, dataset_id)
+
+
+class RevalidateRequest(BaseModel):
+    model: str = Field(DEFAULT_MODEL_NAME, description="Model whose tokenizer and chat template to count with.")
+    max_length: int = Field(1024, ge=16, le=32768, description="Training max length to compare with.")
+
+
+@router.post("/{dataset_id}/validate", response_model=DatasetRecord)
+async def revalidate(dataset_id: str, body: RevalidateRequest, request: Request) -> DatasetRecord:
+    """Recompute the report, e.g. token statistics for another model or max length."""
+    _dataset(request, dataset_id)
+    model_path = await run_in_threadpool(resolve_model, body.model)
+    return await run_in_threadpool(
+        _service(request).revalidate, dataset_id, str(model_path), body.model, body.max_length
+    )
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_dataset(dataset_id: str, request: Request) -> None:
+    """Delete a dataset that no queued or running fine-tune needs."""
+    store = store_of(request)
+    _dataset(request, dataset_id)
+    users = [t.id for t in store.list_tasks(ACTIVE_STATES) if t.config.get("dataset_id") == dataset_id]
+    if users:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail=f"Dataset {dataset_id} is used by fine-tune {', '.join(users)}: cancel it first.")
+    await run_in_threadpool(store.delete_dataset, dataset_id)
