@@ -1,0 +1,101 @@
+"""cluster.yaml against Ray's own cluster-config schema; both Serve configs against Serve's schema and our builder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+from ray.serve._private.build_app import build_app as serve_build
+from ray.serve.schema import ServeDeploySchema
+
+from deployments.app import build_app
+from sage_studio import launcher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def _ray_schema() -> dict:
+    return json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+
+
+def test_cluster_yaml_passes_rays_schema():
+    jsonschema.validate(_load("cluster.yaml"), _ray_schema())
+
+
+def test_ray_schema_rejects_a_broken_cluster_yaml():
+    # The check above can fail: a misspelt key or a fractional resource is refused by the same schema.
+    config = _load("cluster.yaml")
+    config["available_node_types"]["gpu.serve"]["resources"]["GPU"] = 0.5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, _ray_schema())
+    config = _load("cluster.yaml")
+    config["setup_comands"] = []
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(config, _ray_schema())
+
+
+def test_cluster_yaml_shape():
+    config = _load("cluster.yaml")
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0, "the head serves gateway and UI: no GPU"
+    workers = {name: t for name, t in types.items() if name != config["head_node_type"]}
+    assert workers and all(t["resources"]["GPU"] >= 1 for t in workers.values())
+    assert all(t["min_workers"] <= t["max_workers"] for t in workers.values())
+    assert any(t["resources"].get("serve_gpu") for t in workers.values())
+    assert any(t["resources"].get("train_gpu") for t in workers.values())
+    setup = " ".join(config["setup_commands"])
+    assert 'pip install -e ".[gpu]"' in setup
+    assert "--head" in " ".join(config["head_start_ray_commands"])
+    assert "SAGE_HOME=/mnt/sage" in " ".join(config["worker_start_ray_commands"])
+
+
+def _deployments(serve_config: dict, app_name: str):
+    app = next(a for a in serve_config["applications"] if a["name"] == app_name)
+    return {d.name: d for d in serve_build(build_app(app["args"]), name=app_name).deployments}
+
+
+@pytest.mark.parametrize("name", ["deployments/serve_config.yaml", "deployments/serve_config.gpu.yaml"])
+def test_serve_configs_pass_serves_schema_and_build(name, sage_home):
+    config = _load(name)
+    ServeDeploySchema.model_validate(config)
+    deployments = _deployments(config, "studio")
+    assert "Gateway" in deployments and any(n.startswith("LLM-") for n in deployments)
+
+
+def test_gpu_serve_config_asks_gpus_for_engines_only(sage_home):
+    config = _load("deployments/serve_config.gpu.yaml")
+    for name, dep in _deployments(config, "studio").items():
+        options = dep.ray_actor_options or {}
+        if name.startswith("LLM-"):
+            assert options["num_gpus"] >= 1 and options["resources"] == {"serve_gpu": 1}
+        else:
+            assert not options.get("num_gpus"), f"{name} must not ask for a GPU"
+    cluster = _load("cluster.yaml")["available_node_types"]
+    assert any(t["resources"].get("serve_gpu") for t in cluster.values()), "the resource must exist on a node type"
+    cpu = _deployments(_load("deployments/serve_config.yaml"), "studio")
+    assert not any((d.ray_actor_options or {}).get("num_gpus") for d in cpu.values())
+
+
+def test_launcher_writes_a_config_serve_accepts(sage_home, tmp_path):
+    from deployments.config import ModelConfig, StudioConfig
+
+    args = StudioConfig(models=[ModelConfig(name="m", source="/models/m", resources={"llm_node": 1})],
+                        remote=None).model_dump(mode="json")
+    config = launcher.serve_config(args, "127.0.0.1", 8123, {"gateway_url": "http://127.0.0.1:8123"},
+                                   env_vars={"SAGE_STUDIO_API_KEY": "k"})
+    path = launcher.write_serve_config(config, tmp_path / "serve_config.yaml")
+    assert path.stat().st_mode & 0o077 == 0, "it can hold keys: owner-only"
+    parsed = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
+    assert [a.name for a in parsed.applications] == ["studio", "ui"]
+    assert parsed.http_options.port == 8123
+    engine = _deployments(config, "studio")["LLM-m"]
+    assert engine.ray_actor_options["resources"] == {"llm_node": 1}
