@@ -153,10 +153,11 @@ def start_ray_head(
     dashboard_port: int | None = None,
     autoscaling_config: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    gcs_port: int | None = None,
     timeout_s: float = 240,
 ) -> RayNode:
     """``ray start --head --block`` as a child in its own session, on free ports; returns once the dashboard answers."""
-    gcs_port = free_port()
+    gcs_port = gcs_port or free_port()
     dash_port = free_port(8265 if dashboard_port is None else dashboard_port)  # 0: any free port
     args = [
         ray_executable(), "start", "--head", "--block", f"--port={gcs_port}",
@@ -175,7 +176,7 @@ def start_ray_head(
     pid = processes.spawn_owned(args, run_id, log_path, _ray_env(extra_env))
     url = f"http://127.0.0.1:{dash_port}"
     wait_for_dashboard(url, pid, log_path, timeout_s)
-    return RayNode(pid=pid, gcs_address=f"{_node_ip()}:{gcs_port}", dashboard_url=url)
+    return RayNode(pid=pid, gcs_address=f"{node_ip()}:{gcs_port}", dashboard_url=url)
 
 
 def start_ray_worker(
@@ -199,7 +200,7 @@ def start_ray_worker(
     return RayNode(pid=pid, gcs_address=gcs_address, dashboard_url=None)
 
 
-def _node_ip() -> str:
+def node_ip() -> str:
     from ray._private.services import get_node_ip_address
 
     return get_node_ip_address()
