@@ -7,6 +7,7 @@ deployment code: everything it shows comes through ``ui.client.StudioClient``.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from fastapi import FastAPI  # noqa: E402
 
 from ui import strings  # noqa: E402
 from ui.client import StudioClient  # noqa: E402
+from ui.page_head import HeadTags  # noqa: E402
 from ui.tabs.chat import create_chat_tab  # noqa: E402
 from ui.tabs.finetune import create_finetune_tab  # noqa: E402
 from ui.tabs.memory import create_memory_tab  # noqa: E402
@@ -61,6 +63,12 @@ def build_blocks(client: StudioClient, dashboard_url: str | None = None) -> gr.B
     return demo
 
 
+def _icon_link() -> str:
+    # Inline, because under a route prefix the browser's default /favicon.ico request hits the gateway, not Gradio.
+    data = base64.b64encode(FAVICON.read_bytes()).decode()
+    return f'<link rel="icon" type="image/png" href="data:image/png;base64,{data}">'
+
+
 def launch_kwargs() -> dict:
     """Look-and-feel options Gradio 6 takes at mount/launch time rather than on the Blocks."""
     return {"theme": theme(), "css_paths": [CSS_PATH], "favicon_path": str(FAVICON), "footer_links": []}
@@ -69,4 +77,6 @@ def launch_kwargs() -> dict:
 def create_ui_app(base_url: str, api_key: str | None = None, dashboard_url: str | None = None) -> FastAPI:
     """A FastAPI app serving the studio UI at its root, talking to the gateway at ``base_url``."""
     blocks = build_blocks(StudioClient(base_url, api_key), dashboard_url)
-    return gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **launch_kwargs())
+    app = gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **launch_kwargs())
+    app.add_middleware(HeadTags, tags=_icon_link())
+    return app

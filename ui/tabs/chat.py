@@ -83,7 +83,7 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
         try:
             return _memory_html(await client.session_memory(session_id), await client.memory_stats(session_id))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable notice
-            return error_notice(exc, strings.CHAT_MEMORY)
+            return error_notice(exc, strings.FEAT_MEMORY)
 
     async def session_list(selected: str | None = None):
         """Radio update for the current sessions, keeping ``selected`` if it still exists."""
@@ -104,7 +104,7 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
             msg = "" if radio["choices"] else notice(strings.CHAT_NO_SESSIONS)
             return radio, history, msg, await memory_panel(value), model_update
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), [], error_notice(exc, strings.CHAT_SESSIONS), await memory_panel(None), model_update
+            return gr.update(), [], error_notice(exc, strings.FEAT_SESSIONS), await memory_panel(None), model_update
 
     async def select(session_id: str | None):
         if not session_id:
@@ -113,7 +113,7 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
             session = await client.get_session(session_id)
             return _history(session), "", await memory_panel(session_id)
         except Exception as exc:  # noqa: BLE001
-            return [], error_notice(exc, strings.CHAT_SESSIONS), await memory_panel(None)
+            return [], error_notice(exc, strings.FEAT_SESSIONS), await memory_panel(None)
 
     async def new_session():
         try:
@@ -121,7 +121,7 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
             radio, _ = await session_list(created["id"])
             return radio, [], "", await memory_panel(created["id"])
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), error_notice(exc, strings.CHAT_SESSIONS), gr.update()
+            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SESSIONS), gr.update()
 
     async def rename(session_id: str | None, title: str):
         if not session_id:

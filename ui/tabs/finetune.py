@@ -49,7 +49,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
                 name = gr.Textbox(label="Task name (optional)", elem_id="ft-name", scale=2)
             with gr.Row():
                 epochs = gr.Number(1, label="Epochs", precision=0, minimum=1, elem_id="ft-epochs")
-                max_steps = gr.Number(None, label="Max steps (optional)", precision=0, minimum=1, elem_id="ft-steps")
+                max_steps = gr.Number(0, label="Max steps (0 = all epochs)", precision=0, minimum=0, elem_id="ft-steps")
                 batch_size = gr.Number(4, label="Batch size", precision=0, minimum=1, elem_id="ft-batch")
             with gr.Row():
                 learning_rate = gr.Number(2e-4, label="Learning rate", minimum=0, elem_id="ft-lr")
@@ -75,7 +75,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
     with gr.Row(equal_height=False):
         log = gr.Code(label=strings.FT_LOG, language=None, lines=16, max_lines=16, interactive=False,
                       elem_id="ft-log")
-        loss = gr.LinePlot(pd.DataFrame(columns=LOSS_COLUMNS), x="step", y="loss", title=strings.FT_LOSS,
+        loss = gr.LinePlot(loss_frame([]), x="step", y="loss", title=strings.FT_LOSS,
                            elem_id="ft-loss", height=320)
     recommendations = gr.State([])
     timer = gr.Timer(REFRESH_SECONDS, active=True)
@@ -90,7 +90,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             out[dataset] = await load_datasets()
         except Exception as exc:  # noqa: BLE001 - a tab missing its API says so and stays usable
-            out[status] = error_notice(exc, strings.TAB_FINETUNE)
+            out[status] = error_notice(exc, strings.FEAT_DATASETS)
             return out
         try:
             out[model] = gr.update(choices=base_model_choices(await client.finetune_models(), DEFAULT_BASE_MODEL))
@@ -102,7 +102,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
             out[recommendation] = recommendation_markdown(recommendation_for(out[recommendations], current_model),
                                                           info.get("note"))
         except Exception as exc:  # noqa: BLE001
-            out[recommendation] = error_notice(exc, strings.FT_RECOMMEND)
+            out[recommendation] = error_notice(exc, strings.FEAT_RECOMMEND)
         return out
 
     async def show_dataset(dataset_id: str | None):
@@ -111,7 +111,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             return report_html(await client.get_dataset(dataset_id))
         except Exception as exc:  # noqa: BLE001
-            return error_notice(exc, strings.FT_DATASET)
+            return error_notice(exc, strings.FEAT_DATASETS)
 
     async def do_upload(path: str | None, model_name: str, length: float | None):
         if not path:
@@ -120,14 +120,14 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
             record = await client.upload_dataset(Path(path).name, Path(path).read_bytes(), model=model_name,
                                                  max_length=int(length or 512))
         except Exception as exc:  # noqa: BLE001 - a refused file (not JSON, too big...) is a report of one line
-            return gr.update(), error_notice(exc, strings.FT_UPLOAD)
+            return gr.update(), error_notice(exc, strings.FEAT_UPLOAD)
         return await load_datasets(record["id"]), report_html(record)
 
     async def do_docs(model_name: str, length: float | None):
         try:
             record = await client.prepare_docs_dataset(model=model_name, max_length=int(length or 512))
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), error_notice(exc, strings.FT_DOCS_SAMPLE)
+            return gr.update(), error_notice(exc, strings.FEAT_DOCS)
         return await load_datasets(record["id"]), report_html(record)
 
     def apply_recommendation(recs: list[dict[str, Any]], model_name: str):
@@ -150,7 +150,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             created = await client.create_finetune(config)
         except Exception as exc:  # noqa: BLE001
-            return error_notice(exc, strings.FT_SUBMIT), gr.update(), gr.update()
+            return error_notice(exc, strings.FEAT_SUBMIT), gr.update(), gr.update()
         table, choices = await refresh_tasks()
         return notice(strings.FT_STARTED.format(task=created["id"]), "ok"), table, gr.update(choices=choices,
                                                                                               value=created["id"])
@@ -164,7 +164,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             table, choices = await refresh_tasks()
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), gr.update(), gr.update(), error_notice(exc, strings.FT_TASKS)
+            return gr.update(), gr.update(), gr.update(), gr.update(), error_notice(exc, strings.FEAT_TASKS)
         ids = [value for _, value in choices]
         if task_id not in ids:
             task_id = ids[0] if ids else None
@@ -188,7 +188,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             await client.cancel_task(task_id)
         except Exception as exc:  # noqa: BLE001
-            return error_notice(exc, strings.FT_CANCEL)
+            return error_notice(exc, strings.FEAT_CANCEL)
         return notice(strings.FT_CANCELLED.format(task=task_id), "ok")
 
     async def do_backend(task_id: str | None):
@@ -197,7 +197,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         try:
             await client.use_as_backend(task_id)
         except Exception as exc:  # noqa: BLE001
-            return error_notice(exc, strings.FT_USE_BACKEND)
+            return error_notice(exc, strings.FEAT_BACKEND)
         return notice(strings.FT_BACKEND_SET.format(task=task_id), "ok")
 
     tab.select(load, [model], [dataset, model, recommendations, recommendation, status])

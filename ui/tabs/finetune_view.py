@@ -102,7 +102,8 @@ def task_choices(tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def loss_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [(p["step"], p["loss"]) for p in points if p.get("loss") is not None]
-    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+    # Typed columns even when empty: the plot needs numeric axes, not categories.
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"step": "int64", "loss": "float64"})
 
 
 def recommendation_for(recommendations: list[dict[str, Any]], model: str | None) -> dict[str, Any] | None:

@@ -78,7 +78,7 @@ def create_models_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dic
                 pass
             cur = health.get("default_model")
             entries = [{"name": name, "kind": "served"} for name in served if name != "sage-default"]
-            message = message or error_notice(exc, strings.MODELS_SWITCH)
+            message = message or error_notice(exc, strings.FEAT_SWITCH)
         current_html = card(strings.MODELS_CURRENT, f'<div class="sage-big">{esc(fmt(cur))}</div>'
                             f'<div class="sage-muted">{strings.MODELS_SERVED}: {esc(", ".join(served))}</div>')
         names = [model_name(e) for e in entries]
@@ -91,7 +91,7 @@ def create_models_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dic
         try:
             await client.switch_model(name)
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), error_notice(exc, strings.MODELS_SWITCH), gr.update()
+            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SWITCH), gr.update()
         return await load(notice(strings.MODELS_SWITCHED.format(model=name), "ok"))
 
     outputs = [current, pick, status, available]

@@ -219,14 +219,14 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
             loaded = await (client.create_from_template(pipeline_id) if fetch == "template"
                             else client.get_pipeline(pipeline_id))
         except Exception as exc:  # noqa: BLE001
-            return view(doc, hist, ops, message=error_notice(exc, strings.PL_LOAD))
+            return view(doc, hist, ops, message=error_notice(exc, strings.FEAT_OPEN))
         return change(doc, hist, ops, loaded, None, notice(strings.PL_LOADED.format(name=loaded["name"]), "ok"))
 
     async def save(doc, hist, ops):
         try:
             stored = await client.save_pipeline(doc)
         except Exception as exc:  # noqa: BLE001
-            return *view(doc, hist, ops, message=error_notice(exc, strings.PL_SAVE)), gr.update()
+            return *view(doc, hist, ops, message=error_notice(exc, strings.FEAT_SAVE)), gr.update()
         listing = await client.list_pipelines()
         return (*view(stored, hist, ops, message=notice(strings.PL_SAVED.format(id=stored["id"]), "ok")),
                 gr.update(choices=[(f'{p["name"]} ({p["id"]})', p["id"]) for p in listing], value=stored["id"]))
@@ -235,7 +235,7 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
         try:
             loaded = await client.import_pipeline(Path(file_path).name, Path(file_path).read_bytes())
         except Exception as exc:  # noqa: BLE001
-            return view(doc, hist, ops, message=error_notice(exc, strings.PL_IMPORT))
+            return view(doc, hist, ops, message=error_notice(exc, strings.FEAT_IMPORT))
         return change(doc, hist, ops, loaded, None, notice(strings.PL_LOADED.format(name=loaded["name"]), "ok"))
 
     async def export(doc, hist, ops, kind):
@@ -244,7 +244,7 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
             stored = await client.save_pipeline(doc)
             text = await (client.python_export(stored["id"]) if kind == "python" else client.export_pipeline(stored["id"]))
         except Exception as exc:  # noqa: BLE001
-            return (*view(doc, hist, ops, message=error_notice(exc, strings.PL_EXPORT)), gr.update(), gr.update(),
+            return (*view(doc, hist, ops, message=error_notice(exc, strings.FEAT_EXPORT)), gr.update(), gr.update(),
                     gr.update())
         suffix = ".py" if kind == "python" else ".json"
         folder = Path(tempfile.mkdtemp(prefix="sage-export-"))
@@ -260,7 +260,7 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
         try:
             outcome = await client.run_pipeline(doc, parse_input(text))
         except Exception as exc:  # noqa: BLE001
-            return error_notice(exc, strings.PL_RUN), pd.DataFrame(columns=RESULT_COLUMNS), {}, gr.update()
+            return error_notice(exc, strings.FEAT_RUN), pd.DataFrame(columns=RESULT_COLUMNS), {}, gr.update()
         runs = outcome.get("nodes") or {}
         message = (notice(strings.PL_RUN_OK.format(ms=outcome.get("duration_ms", 0)), "ok") if outcome["status"] == "ok"
                    else notice(strings.PL_RUN_FAILED.format(error=outcome.get("error")), "error"))
