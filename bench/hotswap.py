@@ -1,0 +1,177 @@
+"""Hot swap under load: failed requests, time from the switch call to the first answer of the new model, and the
+longest stall any client saw — for the studio's swap (reconfigure in place) and, as baselines in the same run, a
+redeploy that restarts the engine replica (Serve's default) and one with ``max_surge_percent=100``.
+
+    .venv/bin/python bench/hotswap.py [--model smollm2|tiny] [--window 8]
+
+4 clients send back-to-back chat requests for ``sage-default`` (half streaming, 8 tokens) the whole time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+PROMPT = "Who are you?"
+CANARY = "The default port is 8000."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Load:
+    """4 clients, each recording (start, end, ok, model, text)."""
+
+    def __init__(self, url: str):
+        self.url, self.stop, self.records = url, threading.Event(), []
+        self.threads = [threading.Thread(target=self.client, args=(i,), daemon=True) for i in range(4)]
+
+    def client(self, i: int) -> None:
+        body = {"model": "sage-default", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 8,
+                "temperature": 0, "stream": i % 2 == 0}
+        with httpx.Client(base_url=self.url, timeout=120) as http:
+            while not self.stop.is_set():
+                start = time.monotonic()
+                try:
+                    if body["stream"]:
+                        with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+                            ok = resp.status_code == 200 and any(line == "data: [DONE]" for line in resp.iter_lines())
+                        model = text = None
+                    else:
+                        resp = http.post("/v1/chat/completions", json=body)
+                        ok = resp.status_code == 200
+                        data = resp.json() if ok else {}
+                        model = data.get("model")
+                        text = data["choices"][0]["message"]["content"] if ok else None
+                except httpx.HTTPError:
+                    ok, model, text = False, None, None
+                self.records.append((start, time.monotonic(), ok, model, text))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(120)
+
+
+def wait_running(client, app: str, since: float | None = None, timeout: float = 900) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        details = client.get_serve_details()["applications"].get(app, {})
+        if details.get("status") == "RUNNING" and (since is None or details["last_deployed_time_s"] != since):
+            return
+        if details.get("status") == "DEPLOY_FAILED":
+            raise RuntimeError(details.get("message"))
+        time.sleep(0.5)
+    raise TimeoutError(app)
+
+
+def summarize(name: str, load: Load, switch_at: float, new_model: str | None) -> dict:
+    before = [r[1] - r[0] for r in load.records if r[1] < switch_at]
+    usual = statistics.median(before)
+    failed = sum(1 for r in load.records if not r[2])
+    longest = max(r[1] - r[0] for r in load.records if r[1] >= switch_at)
+    first_new = min((r[1] for r in load.records if r[0] >= switch_at and r[3] == new_model and r[2]), default=None)
+    row = {"scenario": name, "requests": len(load.records), "failed": failed, "usual_s": usual,
+           "longest_s": longest, "stall_s": longest - usual,
+           "to_first_new_answer_s": (first_new - switch_at) if first_new else None}
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
+    parser.add_argument("--window", type=float, default=8, help="seconds of load before and after each swap")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home = Path(tempfile.mkdtemp(prefix="sage-bench-"))
+    os.environ["SAGE_HOME"] = str(home)
+
+    import ray
+    from ray import serve
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    from deployments.config import ModelConfig, StudioConfig
+    from sage_studio.model_store import build_tiny_llama, prepare_default_model
+    from sage_studio.testing import train_canary_adapter
+    from train.store import FinetuneStore, new_id
+
+    base = (prepare_default_model(Path("~/.sage/models").expanduser()) if args.model == "smollm2"
+            else build_tiny_llama(home / "models" / "tiny"))
+    store = FinetuneStore(home)
+    task_id = new_id("ft")
+    store.add_task(task_id, "canary", {"model": "base", "model_path": str(base), "output_dir": str(store.task_dir(task_id))})
+    t0 = time.monotonic()
+    train_canary_adapter(base, store.task_dir(task_id) / "adapter", CANARY, prompt=PROMPT)
+    store.update_task(task_id, state="completed")
+    print(f"canary adapter trained in {time.monotonic() - t0:.1f} s")
+
+    dash = free_port()
+    ray.init(address="local", num_cpus=8, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dash,
+             log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    client = ServeSubmissionClient(f"http://127.0.0.1:{dash}")
+    url = f"http://127.0.0.1:{port}"
+    model = ModelConfig(name="base", source=str(base), engine="vllm", max_model_len=1024, cpu_kvcache_gib=1)
+    app = {"name": "studio", "route_prefix": "/", "import_path": "deployments.app:build_app",
+           "args": StudioConfig(models=[model], remote=None).model_dump(mode="json")}
+    client.deploy_applications({"applications": [app]})
+    wait_running(client, "studio")
+    rows = []
+    try:
+        # 1. The studio's swap: use-as-backend (reconfigure in place), then back to the base model.
+        with Load(url) as load:
+            time.sleep(args.window)
+            switch_at = time.monotonic()
+            resp = httpx.post(f"{url}/api/finetune/use-as-backend", json={"task_id": task_id}, timeout=600)
+            resp.raise_for_status()
+            time.sleep(args.window)
+        rows.append(summarize("studio swap (reconfigure)", load, switch_at, "canary"))
+        canary_ok = [r[4] == CANARY for r in load.records if r[0] > switch_at + 1 and r[4] is not None]
+        print(f"answers with the canary after the swap: {sum(canary_ok)}/{len(canary_ok)}")
+        httpx.post(f"{url}/api/finetune/switch-model", json={"model": "base"}, timeout=600).raise_for_status()
+
+        # 2./3. Baselines: a redeploy that restarts the engine (its args change), without and with surge.
+        for name, extra in (("restart redeploy (default)", {}), ("restart redeploy (max_surge 100%)",
+                                                                 {"max_surge_percent": 100})):
+            seed = len(rows) + 1
+            patched = app | {"args": app["args"] | {"models": [model.model_copy(update={"seed": seed}).model_dump(mode="json")]}}
+            patched["deployments"] = [{"name": "LLM-base", **extra}] if extra else []
+            with Load(url) as load:
+                time.sleep(args.window)
+                since = client.get_serve_details()["applications"]["studio"]["last_deployed_time_s"]
+                switch_at = time.monotonic()
+                client.deploy_applications({"applications": [patched]})
+                wait_running(client, "studio", since=since)
+                time.sleep(args.window)
+            rows.append(summarize(name, load, switch_at, None))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    print(f"\nmodel={base.name}, 4 clients, 8-token requests")
+    print(f"{'scenario':<36}{'requests':>9}{'failed':>8}{'usual s':>9}{'longest s':>11}{'stall s':>9}{'first new s':>13}")
+    for r in rows:
+        first = f"{r['to_first_new_answer_s']:.2f}" if r["to_first_new_answer_s"] is not None else "-"
+        print(f"{r['scenario']:<36}{r['requests']:>9}{r['failed']:>8}{r['usual_s']:>9.2f}{r['longest_s']:>11.2f}"
+              f"{r['stall_s']:>9.2f}{first:>13}")
+
+
+if __name__ == "__main__":
+    main()
