@@ -154,7 +154,8 @@ def start_ray_head(
     autoscaling_config: Path | None = None,
     extra_env: dict[str, str] | None = None,
     gcs_port: int | None = None,
-    timeout_s: float = 240,
+    timeout_s: float = 300,
+    attempts: int = 2,
 ) -> RayNode:
     """``ray start --head --block`` as a child in its own session, on free ports; returns once the dashboard answers."""
     gcs_port = gcs_port or free_port()
@@ -173,10 +174,19 @@ def start_ray_head(
         args.append(f"--resources={json.dumps(resources)}")
     if autoscaling_config is not None:
         args.append(f"--autoscaling-config={autoscaling_config}")
-    pid = processes.spawn_owned(args, run_id, log_path, _ray_env(extra_env))
     url = f"http://127.0.0.1:{dash_port}"
-    wait_for_dashboard(url, pid, log_path, timeout_s)
-    return RayNode(pid=pid, gcs_address=f"{node_ip()}:{gcs_port}", dashboard_url=url)
+    deadline = time.monotonic() + timeout_s
+    for attempt in range(1, attempts + 1):
+        pid = processes.spawn_owned(args, run_id, log_path, _ray_env(extra_env))
+        try:
+            wait_for_dashboard(url, pid, log_path, max(30.0, deadline - time.monotonic()))
+            return RayNode(pid=pid, gcs_address=f"{node_ip()}:{gcs_port}", dashboard_url=url)
+        except LaunchError:
+            # Ray gives its raylet a fixed 30 s to register; on an overloaded machine that can fail once.
+            processes.terminate_owned(pid, run_id, grace_s=10)
+            if attempt == attempts or time.monotonic() > deadline:
+                raise
+    raise AssertionError("unreachable")
 
 
 def start_ray_worker(
@@ -216,10 +226,20 @@ def wait_for_dashboard(url: str, pid: int | None, log_path: Path | None, timeout
             raise LaunchError(f"The Ray head exited during start-up. Last lines of {log_path}:\n{detail}")
         try:
             serve_client(url)
-            return
+            # The dashboard can answer before the head's raylet has registered (or failed to): wait for the node.
+            if _head_alive(url):
+                return
         except Exception:  # noqa: BLE001 - not up yet (connection refused, 5xx while the head starts)
-            time.sleep(1)
-    raise LaunchError(f"The Ray dashboard at {url} did not answer within {timeout_s:.0f} s.")
+            pass
+        time.sleep(1)
+    raise LaunchError(f"The Ray head at {url} was not up within {timeout_s:.0f} s; see {log_path}.")
+
+
+def _head_alive(dashboard_url: str) -> bool:
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+    return any(n.is_head_node for n in nodes)
 
 
 def discover_dashboard(address: str) -> str:
