@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.config import StudioConfig
 from deployments.model_router import EngineDownError, ModelNotFoundError, ModelRouter
+from deployments.security import install_security
 
 logger = logging.getLogger("ray.serve")
 
@@ -83,6 +84,7 @@ def create_api(config: StudioConfig, model_router: ModelRouter) -> FastAPI:
 
     app = FastAPI(title="SAGE Studio", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    install_security(app, config)
     for module in modules:
         app.include_router(module.router)
     return app

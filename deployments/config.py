@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sage_studio.memory.config import MemoryConfig
 from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_settings
@@ -91,6 +91,30 @@ class GatewayConfig(BaseModel):
     first_chunk_timeout_s: float = Field(
         60, gt=0, description="How long to wait for an engine's first output before treating it as down."
     )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key that /v1, /api, /sessions and /memory require (Authorization: Bearer). Unset: the replica's "
+        "SAGE_STUDIO_API_KEY, which keeps the key out of config files; neither: the gateway is open.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API cross-site; none by default."
+    )
+    max_body_bytes: int = Field(
+        8 << 20, ge=1024, description="Largest request body outside uploads (413 above it)."
+    )
+    max_upload_bytes: int = Field(
+        1 << 30, ge=1024, description="Largest multipart upload body; each upload route also applies its own cap."
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A config dumped as JSON shows SecretStr as stars: loading that back must not make the stars the key.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("gateway.api_key must not be empty: leave it unset for an open gateway")
+        if value is not None and set(value.get_secret_value()) <= {"*"}:
+            raise ValueError("gateway.api_key is a masked value ('****'); pass the real key or leave it unset")
+        return value
 
 
 class StudioConfig(BaseModel):
