@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -28,7 +29,7 @@ from pipelines.operators.base import DataType, OperatorEnv
 from pipelines.registry import default_registry
 from pipelines.runner import PipelineRunner, RunResult
 from pipelines.settings import pipeline_settings
-from pipelines.store import PipelineNotFound, PipelineStore
+from pipelines.store import PipelineNotFound, PipelineStore, atomic_write
 from pipelines.templates import list_templates, load_template
 
 router = APIRouter(tags=["pipelines"])
@@ -36,6 +37,8 @@ router = APIRouter(tags=["pipelines"])
 MAX_BATCH_UPLOAD = 50 * 1024 * 1024
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 BATCH_SUFFIXES = {".jsonl", ".json", ".csv"}
+FILE_SUFFIXES = {".md", ".txt", ".json", ".jsonl", ".csv"}
+MAX_SOURCE_FILE = 5 * 1024 * 1024
 
 
 class RunRequest(BaseModel):
@@ -205,6 +208,37 @@ async def import_pipeline(request: Request) -> VisualPipeline:
         raise HTTPException(400, detail=f"Cannot import: {exc}.") from None
     _validate(request, pipeline)
     return _state(request).pipeline_store.create(pipeline)
+
+
+@router.get("/api/pipelines/files")
+async def list_files(request: Request) -> list[dict[str, Any]]:
+    """Files in the pipeline files folder (what a file, JSON or CSV source with folder 'files' can read)."""
+    root = pipeline_settings(_state(request).pipelines_home).files_dir
+    return [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(root.iterdir()) if p.is_file()]
+
+
+@router.post("/api/pipelines/files", status_code=201)
+async def upload_file(request: Request, file: UploadFile) -> dict[str, Any]:
+    """Store a text, markdown, JSON(L) or CSV file for sources to read (folder 'files'); the server picks the name."""
+    suffix = Path(file.filename or "").suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise HTTPException(400, detail=f"Pipeline files must be one of: {', '.join(sorted(FILE_SUFFIXES))}.")
+    data = await file.read(MAX_SOURCE_FILE + 1)
+    if len(data) > MAX_SOURCE_FILE:
+        raise HTTPException(413, detail=f"A pipeline file may be at most {MAX_SOURCE_FILE // (1024 * 1024)} MiB.")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, detail="Pipeline files must be UTF-8 text.") from None
+    root = pipeline_settings(_state(request).pipelines_home).files_dir
+    # Only letters, digits, '-' and '_' survive from the client's name; a counter avoids overwriting.
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(file.filename or "file").stem).strip("_")[:60] or "file"
+    name, n = f"{stem}{suffix}", 1
+    while (root / name).exists():
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    atomic_write(root / name, data.decode("utf-8"))
+    return {"name": name, "folder": "files", "bytes": len(data)}
 
 
 @router.get("/api/pipelines/batches/{job_id}")

@@ -100,3 +100,17 @@ def test_templates_are_listed_and_instantiated(api):
     assert names == {"rag_qa", "chat_with_memory", "summarize_file"}
     created = api.post("/api/pipelines/templates/rag_qa")
     assert created.status_code == 201 and created.json()["name"] == "RAG Q&A over the studio docs"
+
+
+def test_uploaded_files_get_safe_names_and_feed_a_file_source(api):
+    sent = api.post("/api/pipelines/files", files={"file": ("../../My notes!.md", b"# Notes\n\nThe code word is tangerine.")})
+    assert sent.status_code == 201 and sent.json()["name"] == "My_notes.md"
+    again = api.post("/api/pipelines/files", files={"file": ("My notes!.md", b"second")}).json()
+    assert again["name"] == "My_notes-2.md"
+    assert [f["name"] for f in api.get("/api/pipelines/files").json()] == ["My_notes-2.md", "My_notes.md"]
+    body = make_pipeline([{"id": "f", "type": "file_source", "config": {"folder": "files", "path": "My_notes.md"}}],
+                         []).model_dump(mode="json")
+    ran = api.post("/api/pipelines/run", json={"pipeline": body}).json()
+    assert "tangerine" in ran["result"]["f"][0]["text"]
+    assert api.post("/api/pipelines/files", files={"file": ("x.exe", b"MZ")}).status_code == 400
+    assert api.post("/api/pipelines/files", files={"file": ("x.txt", b"\xff\xfe\x00")}).status_code == 400
