@@ -48,8 +48,8 @@ def build_blocks(client: StudioClient, dashboard_url: str | None = None) -> gr.B
             gr.HTML(f'<div class="sage-brand"><span class="sage-logo">◆</span> {strings.TITLE}'
                     f'<span class="sage-tagline">{strings.TAGLINE}</span></div>')
         with gr.Tabs(elem_id="sage-tabs"):
-            with gr.Tab(strings.TAB_CHAT, id="chat", elem_id="tab-chat"):
-                create_chat_tab(demo, client)
+            with gr.Tab(strings.TAB_CHAT, id="chat", elem_id="tab-chat") as chat_tab:
+                create_chat_tab(demo, client, chat_tab)
             with gr.Tab(strings.TAB_PIPELINES, id="pipelines", elem_id="tab-pipelines") as pipelines_tab:
                 create_pipelines_tab(demo, client, pipelines_tab)
             with gr.Tab(strings.TAB_FINETUNE, id="finetune", elem_id="tab-finetune") as finetune_tab:

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import httpx
 
 # What FastAPI answers for a path or method it has no route for (the gateway keeps these messages).
 _NO_ROUTE_MESSAGES = {"Not Found", "Method Not Allowed"}
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """A piece of a streamed reply and the model that wrote it (the gateway names it in every chunk)."""
+
+    text: str
+    model: str
 
 
 class ApiError(Exception):
@@ -44,7 +53,8 @@ def _error_message(response: httpx.Response) -> str:
         if isinstance(detail, str):
             return detail
         if isinstance(detail, list):  # FastAPI validation errors outside the gateway's handlers
-            return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict))
+            return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
+                             for d in detail if isinstance(d, dict))
     return f"HTTP {response.status_code} {response.reason_phrase}"
 
 
@@ -74,7 +84,8 @@ class StudioClient:
     def _transport_error(self, exc: httpx.HTTPError) -> ApiError:
         if isinstance(exc, httpx.TimeoutException):
             return ApiError(f"The studio API at {self.base_url} did not answer in time ({self.timeout:.0f} s).")
-        return ApiError(f"Cannot reach the studio API at {self.base_url} ({type(exc).__name__}). Is the studio running?")
+        return ApiError(f"Cannot reach the studio API at {self.base_url} ({type(exc).__name__}). "
+                        "Is the studio running?")
 
     @staticmethod
     def _check(response: httpx.Response) -> None:
@@ -116,7 +127,7 @@ class StudioClient:
     async def stream_chat(
         self, messages: list[dict[str, str]], model: str, session_id: str | None = None, max_tokens: int = 256,
         temperature: float = 0.7,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[StreamPiece]:
         """Stream a chat completion; yields text pieces as they arrive. Raises ``ApiError`` on any failure,
         also one reported in the middle of the stream."""
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": True, "max_tokens": max_tokens,
@@ -140,7 +151,7 @@ class StudioClient:
                     for choice in chunk.get("choices", []):
                         piece = (choice.get("delta") or {}).get("content")
                         if piece:
-                            yield piece
+                            yield StreamPiece(piece, chunk.get("model", model))
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 
@@ -190,8 +201,9 @@ class StudioClient:
         body = {k: v for k, v in {"model": model, "max_length": max_length}.items() if v is not None}
         return await self.request("POST", "/api/finetune/prepare-docs-dataset", json=body)
 
-    async def gpu_info(self) -> dict[str, Any]:
-        return await self.request("GET", "/api/system/gpu-info")
+    async def gpu_info(self, model: str | None = None) -> dict[str, Any]:
+        """Cluster resources, GPUs and recommended fine-tune settings (also for ``model`` when given)."""
+        return await self.request("GET", "/api/system/gpu-info", params={"model": model} if model else None)
 
     async def create_finetune(self, config: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", "/api/finetune/create", json=config)

@@ -105,7 +105,8 @@ def disconnect(pipeline: dict[str, Any], index: int) -> dict[str, Any]:
     return _place(out)
 
 
-def set_config(pipeline: dict[str, Any], node_id: str, config: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+def set_config(pipeline: dict[str, Any], node_id: str, config: dict[str, Any],
+               label: str | None = None) -> dict[str, Any]:
     out = copy.deepcopy(pipeline)
     node = _node(out, node_id)
     node["config"] = config

@@ -92,7 +92,10 @@ def render_svg(pipeline: dict[str, Any], operators: dict[str, dict[str, Any]], s
         op = operators.get(node["type"], {})
         color = CATEGORY_COLORS.get(op.get("category", ""), "#475569")
         result = results.get(node["id"])
-        stroke = STATUS_COLORS.get(result.get("status"), color) if result else ("#1e293b" if node["id"] == selected else "#cbd5e1")
+        if result:
+            stroke = STATUS_COLORS.get(result.get("status"), color)
+        else:
+            stroke = "#1e293b" if node["id"] == selected else "#cbd5e1"
         stroke_w = 2.5 if result or node["id"] == selected else 1.2
         label = escape(str(node.get("label") or node["id"]))[:24]
         sub = escape(op.get("label", node["type"]))[:28]

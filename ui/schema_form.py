@@ -91,7 +91,7 @@ def to_config(specs: list[FieldSpec], values: list[Any]) -> tuple[dict[str, Any]
 
     config: dict[str, Any] = {}
     problems = []
-    for spec, value in zip(specs, values):
+    for spec, value in zip(specs, values, strict=True):
         if value is None or (isinstance(value, str) and value.strip() == "" and spec.kind != "checkbox"):
             if spec.required:
                 problems.append(f"“{spec.label}” is required.")

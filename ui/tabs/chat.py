@@ -49,7 +49,7 @@ def _memory_html(preview: dict[str, Any] | None, stats: dict[str, Any] | None) -
     return card(strings.CHAT_MEMORY, "".join(body), badge=stats.get("backend", ""))
 
 
-def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.components.Component]:
+def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[str, gr.components.Component]:
     """Build the Chat tab inside the current Blocks context; returns its components by name."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=250, elem_classes="sage-sidebar"):
@@ -92,12 +92,14 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
         value = selected if selected in ids else None
         return gr.update(choices=_choices(items), value=value), value
 
-    async def load(selected: str | None):
+    async def model_choices():
         try:
-            models = [m["id"] for m in await client.models()]
-            model_update = gr.update(choices=models or [DEFAULT_MODEL])
-        except Exception:  # noqa: BLE001 - the picker keeps its default; the error shows below
-            model_update = gr.update()
+            return gr.update(choices=[m["id"] for m in await client.models()] or [DEFAULT_MODEL])
+        except Exception:  # noqa: BLE001 - the picker keeps its default; a failed chat says why
+            return gr.update()
+
+    async def load(selected: str | None):
+        model_update = await model_choices()
         try:
             radio, value = await session_list(selected)
             history = _history(await client.get_session(value)) if value else []
@@ -164,23 +166,27 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient) -> dict[str, gr.compo
             if not session_id:
                 session_id = (await client.create_session())["id"]
             yield history, "", gr.update(), "", gr.update()
-            reply = ""
+            reply, answered_by = "", None
             async for piece in client.stream_chat([{"role": "user", "content": text}], model_name or DEFAULT_MODEL,
                                                   session_id=session_id):
-                reply += piece
+                reply += piece.text
+                answered_by = piece.model
                 history[-1] = {"role": "assistant", "content": reply}
                 yield history, "", gr.update(), "", gr.update()
+            done = notice(strings.CHAT_ANSWERED_BY.format(model=answered_by) if answered_by else strings.CHAT_NO_TEXT)
         except Exception as exc:  # noqa: BLE001 - a failed reply is shown in the conversation itself
             history[-1] = {"role": "assistant", "content": strings.CHAT_REPLY_FAILED.format(
                 message=exc.message if isinstance(exc, ApiError) else error_text(exc, strings.TAB_CHAT))}
-            yield history, "", gr.update(), error_notice(exc, strings.TAB_CHAT), gr.update()
+            done = error_notice(exc, strings.TAB_CHAT)
+            yield history, "", gr.update(), done, gr.update()
         try:
             radio, _ = await session_list(session_id)  # the first message titles the session
         except Exception:  # noqa: BLE001 - the reply is shown; the list refreshes on the next action
             radio = gr.update()
-        yield history, "", radio, gr.update(), await memory_panel(session_id)
+        yield history, "", radio, done, await memory_panel(session_id)
 
     demo.load(load, [sessions], [sessions, chatbot, status, memory, model])
+    tab.select(model_choices, None, [model])  # fine-tunes switched to elsewhere become pickable
     sessions.input(select, [sessions], [chatbot, status, memory])
     new_btn.click(new_session, None, [sessions, chatbot, status, memory])
     rename_btn.click(rename, [sessions, title_box], [sessions, title_box, status])

@@ -12,10 +12,9 @@ import gradio as gr
 import pandas as pd
 
 from ui import strings
-from ui.client import StudioClient
+from ui.client import ApiError, StudioClient
 from ui.render import error_notice, notice
 from ui.tabs.finetune_view import (
-    LOSS_COLUMNS,
     TASK_COLUMNS,
     base_model_choices,
     dataset_choices,
@@ -83,21 +82,31 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
     async def load_datasets(selected: str | None = None):
         items = await client.list_datasets()
         ids = [d["id"] for d in items]
-        return gr.update(choices=dataset_choices(items), value=selected if selected in ids else (ids[0] if ids else None))
+        value = selected if selected in ids else (ids[0] if ids else None)
+        return gr.update(choices=dataset_choices(items), value=value)
 
-    async def load(current_model: str):
+    async def load(current_model: str, current_dataset: str | None):
         out = {}
         try:
-            out[dataset] = await load_datasets()
+            out[dataset] = await load_datasets(current_dataset)
+            if out[dataset]["value"]:
+                out[report] = report_html(await client.get_dataset(out[dataset]["value"]))
         except Exception as exc:  # noqa: BLE001 - a tab missing its API says so and stays usable
             out[status] = error_notice(exc, strings.FEAT_DATASETS)
             return out
         try:
-            out[model] = gr.update(choices=base_model_choices(await client.finetune_models(), DEFAULT_BASE_MODEL))
+            choices, chosen = base_model_choices(await client.finetune_models(), DEFAULT_BASE_MODEL)
+            current_model = current_model if current_model in choices[:-1] else chosen
+            out[model] = gr.update(choices=choices, value=current_model)
         except Exception:  # noqa: BLE001 - keep the default base model
             pass
         try:
-            info = await client.gpu_info()
+            try:
+                info = await client.gpu_info(current_model)
+            except ApiError as exc:
+                if exc.status != 400:  # 400: a model the studio can't size; the standard sizes still help
+                    raise
+                info = await client.gpu_info()
             out[recommendations] = info.get("recommendations", [])
             out[recommendation] = recommendation_markdown(recommendation_for(out[recommendations], current_model),
                                                           info.get("note"))
@@ -136,7 +145,8 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
             return [gr.update()] * 4
         return rec.get("batch_size"), rec.get("max_length"), rec.get("lora_r"), rec.get("num_workers")
 
-    async def do_submit(dataset_id, model_name, task_name, n_epochs, steps, batch, lr, length, r, alpha, dropout, n_workers):
+    async def do_submit(dataset_id, model_name, task_name, n_epochs, steps, batch, lr, length, r, alpha, dropout,
+                        n_workers):
         if not dataset_id:
             return notice(strings.FT_PICK_DATASET, "warn"), gr.update(), gr.update()
         config = {"dataset_id": dataset_id, "model": model_name, "epochs": int(n_epochs or 1),
@@ -200,7 +210,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
             return error_notice(exc, strings.FEAT_BACKEND)
         return notice(strings.FT_BACKEND_SET.format(task=task_id), "ok")
 
-    tab.select(load, [model], [dataset, model, recommendations, recommendation, status])
+    tab.select(load, [model, dataset], [dataset, report, model, recommendations, recommendation, status])
     upload.upload(do_upload, [upload, model, max_length], [dataset, report])
     docs_btn.click(do_docs, [model, max_length], [dataset, report])
     dataset.input(show_dataset, [dataset], [report])

@@ -21,13 +21,19 @@ def dataset_choices(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(f'{d.get("name") or d["id"]} · {d.get("rows_valid", 0)} rows ({d["id"]})', d["id"]) for d in datasets]
 
 
-def base_model_choices(listing: Any, default: str) -> list[str]:
-    """Base models from ``/api/finetune/models`` (list or grouped); always offers ``default``."""
+def base_model_choices(listing: Any, default: str) -> tuple[list[str], str]:
+    """Base models from ``/api/finetune/models`` and the one to preselect (the base of the current chat model,
+    else the first served base); ``default`` is offered too, as any prepared model can be fine-tuned."""
     from ui.tabs.models import model_entries, model_name
 
-    names = [model_name(e) for e in model_entries(listing)
-             if (e.get("kind") or e.get("type") or "base") == "base" and not e.get("task_id")]
-    return list(dict.fromkeys([default, *names]))
+    entries = model_entries(listing)
+    bases = [e for e in entries if (e.get("kind") or "base") == "base" and not e.get("task_id")]
+    current = next((e for e in entries if e.get("current")), None)
+    chosen = (current.get("base") or model_name(current)) if current else None
+    names = [model_name(e) for e in bases]
+    if chosen not in names:
+        chosen = names[0] if names else default
+    return list(dict.fromkeys([*names, default])), chosen
 
 
 def report_html(record: dict[str, Any]) -> str:
@@ -42,11 +48,14 @@ def report_html(record: dict[str, Any]) -> str:
         verdict = notice(strings.FT_REPORT_OK.format(valid=valid, total=total, fmt=report.get("format")), "ok")
     stats = [("dataset", f'{record.get("name")} ({record.get("id")})'), ("format", report.get("format")),
              ("rows total / valid / invalid", f"{total} / {valid} / {invalid}"),
-             ("size", f'{record.get("size_bytes", 0) / 1024:.1f} KiB'), ("checked in", f'{report.get("seconds", 0):.2f} s')]
+             ("size", f'{record.get("size_bytes", 0) / 1024:.1f} KiB'),
+             ("checked in", f'{report.get("seconds", 0):.2f} s')]
     tokens = report.get("tokens")
     if tokens:
-        stats += [(f'tokens ({tokens.get("model")})', f'p50 {tokens["p50"]} · p95 {tokens["p95"]} · max {tokens["max"]}'),
-                  (f'over max length {tokens.get("max_length")}', f'{tokens.get("over_max_length", 0)} rows (truncated)')]
+        stats += [(f'tokens ({tokens.get("model")})',
+                   f'p50 {tokens["p50"]} · p95 {tokens["p95"]} · max {tokens["max"]}'),
+                  (f'rows over max length {tokens.get("max_length")}',
+                   f'{tokens.get("over_max_length", 0)} (they would be truncated)')]
     parts = [verdict, kv_table(stats)]
     errors = report.get("errors") or []
     if errors:

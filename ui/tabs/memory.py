@@ -28,7 +28,10 @@ def backend_cards(config: dict[str, Any]) -> str:
             details.append("needs " + ", ".join(backend["missing"]))
         if details:
             body += f'<div class="sage-muted">{esc(" · ".join(str(d) for d in details))}</div>'
-        badge = strings.MEMORY_IN_USE if name == in_use else ("" if backend.get("available") else strings.MEMORY_UNAVAILABLE)
+        if name == in_use:
+            badge = strings.MEMORY_IN_USE
+        else:
+            badge = "" if backend.get("available") else strings.MEMORY_UNAVAILABLE
         items.append(card(name, body, badge=badge, active=name == in_use))
     return cards(items)
 
@@ -44,7 +47,8 @@ def session_rows(stats: dict[str, Any]) -> str:
         size = index.get("vectors", index.get("documents", index.get("nodes", index.get("size"))))
         index_text = f'{esc(str(index.get("type", "")))} · {esc(fmt(size))}' if index else "—"
         rows.append(
-            f'<tr><td class="sage-title-cell">{esc(s.get("title", ""))}<div class="sage-muted sage-id">{esc(s["session_id"])}</div></td>'
+            f'<tr><td class="sage-title-cell">{esc(s.get("title", ""))}'
+            f'<div class="sage-muted sage-id">{esc(s["session_id"])}</div></td>'
             f'<td>{s.get("dialog_count", 0)}</td><td class="sage-bar-cell">{usage_bar(s.get("usage_percent", 0))}</td>'
             f"<td>{index_text}</td></tr>"
         )

@@ -40,6 +40,10 @@ def result_rows(run: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def saved_choices(listing: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(f'{p["name"]} ({p["id"]})', p["id"]) for p in listing]
+
+
 def parse_input(text: str) -> Any:
     """The run input: a JSON object or array when the text is one, else the text itself."""
     stripped = (text or "").strip()
@@ -123,7 +127,8 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
                         elif spec.kind == "checkbox":
                             widgets.append(gr.Checkbox(value=bool(value), **common))
                         elif spec.kind in ("integer", "number"):
-                            widgets.append(gr.Number(value=value, precision=0 if spec.kind == "integer" else None, **common))
+                            precision = 0 if spec.kind == "integer" else None
+                            widgets.append(gr.Number(value=value, precision=precision, **common))
                         else:
                             widgets.append(gr.Textbox(value=value, lines=4 if spec.kind == "textarea" else 1, **common))
                     if not specs:
@@ -135,7 +140,8 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
                         if problems:
                             return view(doc, hist, ops, node_id, message=notice(" ".join(problems), "warn"))
                         new_doc = edit.set_config(doc, node_id, config, new_label)
-                        return change(doc, hist, ops, new_doc, node_id, notice(strings.PL_CONFIG_APPLIED.format(node=node_id), "ok"))
+                        done = notice(strings.PL_CONFIG_APPLIED.format(node=node_id), "ok")
+                        return change(doc, hist, ops, new_doc, node_id, done)
 
                     apply.click(apply_config, [pipeline, history, operators, label, *widgets], view_outputs)
     with gr.Accordion(strings.PL_PYTHON, open=False, elem_id="pl-python-panel") as python_panel:
@@ -166,8 +172,9 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
         out[operators] = {op["type"]: op for op in palette}
         out[operator] = gr.update(choices=[(f'{op["category"]} · {op["label"]}', op["type"]) for op in palette])
         try:
-            out[template] = gr.update(choices=[(t.get("title") or t["name"], t["name"]) for t in await client.templates()])
-            out[saved] = gr.update(choices=[(f'{p["name"]} ({p["id"]})', p["id"]) for p in await client.list_pipelines()])
+            out[template] = gr.update(choices=[(t.get("title") or t["name"], t["name"])
+                                               for t in await client.templates()])
+            out[saved] = gr.update(choices=saved_choices(await client.list_pipelines()))
         except Exception as exc:  # noqa: BLE001
             out[status] = error_notice(exc, strings.TAB_PIPELINES)
         return out
@@ -229,7 +236,7 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
             return *view(doc, hist, ops, message=error_notice(exc, strings.FEAT_SAVE)), gr.update()
         listing = await client.list_pipelines()
         return (*view(stored, hist, ops, message=notice(strings.PL_SAVED.format(id=stored["id"]), "ok")),
-                gr.update(choices=[(f'{p["name"]} ({p["id"]})', p["id"]) for p in listing], value=stored["id"]))
+                gr.update(choices=saved_choices(listing), value=stored["id"]))
 
     async def do_import(doc, hist, ops, file_path):
         try:
@@ -242,7 +249,8 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
         """Save (the API exports saved pipelines), then offer the file for download."""
         try:
             stored = await client.save_pipeline(doc)
-            text = await (client.python_export(stored["id"]) if kind == "python" else client.export_pipeline(stored["id"]))
+            fetch = client.python_export if kind == "python" else client.export_pipeline
+            text = await fetch(stored["id"])
         except Exception as exc:  # noqa: BLE001
             return (*view(doc, hist, ops, message=error_notice(exc, strings.FEAT_EXPORT)), gr.update(), gr.update(),
                     gr.update())
@@ -252,7 +260,8 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
         path.write_text(text)
         code = gr.update(value=text) if kind == "python" else gr.update()
         return (*view(stored, hist, ops, message=notice(f"{path.name} is ready to download.", "ok")),
-                gr.update(value=str(path), visible=True), code, gr.Accordion(open=True) if kind == "python" else gr.update())
+                gr.update(value=str(path), visible=True), code,
+                gr.Accordion(open=True) if kind == "python" else gr.update())
 
     async def run(doc, hist, ops, text):
         if not doc["nodes"]:
@@ -289,6 +298,6 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
     export_btn.click(partial(export, kind="json"), base, [*view_outputs, download, python_code, python_panel])
     python_btn.click(partial(export, kind="python"), base, [*view_outputs, download, python_code, python_panel])
     run_btn.click(run, [*base, run_input], [run_status, run_table, results, graph])
-    node.input(lambda d, o, n, r: render_svg(d, o, n, r) or notice(strings.PL_EMPTY), [pipeline, operators, node, results],
-               [graph])
+    node.input(lambda d, o, n, r: render_svg(d, o, n, r) or notice(strings.PL_EMPTY),
+               [pipeline, operators, node, results], [graph])
     return {"pipeline": pipeline, "graph": graph, "status": status}

@@ -28,7 +28,8 @@ def resources_html(info: dict[str, Any]) -> str:
     items = [
         card("CPUs", f'<div class="sage-big">{fmt(cpus)}</div>' + _used_bar(cpus, cluster.get("cpus_free"), "CPUs")),
         card("GPUs", f'<div class="sage-big">{fmt(gpus)}</div>' + (
-            _used_bar(gpus, cluster.get("gpus_free"), "GPUs") if gpus else f'<div class="sage-muted">{strings.SYSTEM_NO_GPU}</div>')),
+            _used_bar(gpus, cluster.get("gpus_free"), "GPUs") if gpus
+            else f'<div class="sage-muted">{strings.SYSTEM_NO_GPU}</div>')),
         card("Memory", f'<div class="sage-big">{fmt(cluster.get("memory_gib"))} GiB</div>'
              '<div class="sage-muted">object store and heap Ray may schedule</div>'),
     ]
@@ -62,7 +63,8 @@ def nodes_html(info: dict[str, Any]) -> str:
 def dashboard_link(url: str | None) -> str:
     if not url:
         return ""
-    return f'<a class="sage-link-button" href="{esc(url)}" target="_blank" rel="noopener">{strings.SYSTEM_DASHBOARD}</a>'
+    return (f'<a class="sage-link-button" href="{esc(url)}" target="_blank" rel="noopener">'
+            f"{strings.SYSTEM_DASHBOARD}</a>")
 
 
 def create_system_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab, dashboard_url: str | None) -> None:

@@ -1,0 +1,216 @@
+"""The studio UI in a real headless Chromium, against the real studio on Ray Serve (gateway, vLLM engine on the
+tiny model, Ray Train fine-tunes). Each test checks what a person sees, then what the API stored.
+
+The tests run in file order: the fine-tune switches the chat model, the screenshots come after everything else
+has filled the tabs, and the engine is stopped last.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+TABS = ["Chat", "Pipelines", "Fine-tune", "Models", "Memory", "System"]
+# Records the length of the last assistant bubble on every DOM change, to see the reply grow while it streams.
+WATCH_STREAM = """() => {
+  window.__replyLengths = [];
+  const root = document.querySelector('#chat-bot');
+  new MutationObserver(() => {
+    const bots = root.querySelectorAll('[data-testid="bot"]');
+    window.__replyLengths.push(bots.length ? bots[bots.length - 1].textContent.length : 0);
+  }).observe(root, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose ``option`` in the Gradio dropdown ``elem_id``."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def fill(page, elem_id: str, value: str) -> None:
+    page.locator(f"#{elem_id}").locator("textarea, input").first.fill(value)
+
+
+def send(page, text: str) -> None:
+    fill(page, "chat-input", text)
+    page.locator("#chat-send").click()
+
+
+def selected_session(page) -> str:
+    return page.locator("#chat-sessions label.selected input").get_attribute("value")
+
+
+def test_chat_session_streams_renames_and_deletes(studio_page, ui_studio):
+    page = studio_page.open(ui_studio.ui_url).page
+    page.locator("#chat-new").click()
+    expect(page.locator("#chat-sessions label.selected")).to_have_text("New chat")
+    session_id = selected_session(page)
+
+    page.evaluate(WATCH_STREAM)
+    send(page, "Tell me about Ray Serve")
+    # The reply ends when the status names the model and the list shows the title taken from the first message.
+    expect(page.locator("#chat-status")).to_contain_text("Answered by tiny-llama", timeout=60_000)
+    expect(page.locator("#chat-sessions label.selected")).to_have_text("Tell me about Ray Serve")
+    lengths = [n for n in page.evaluate("window.__replyLengths") if n > 0]
+    assert len(set(lengths)) >= 3, f"the reply did not grow while streaming: {lengths}"
+
+    stored = httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).json()
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    assert stored["messages"][1]["content"].strip()
+
+    fill(page, "chat-title", "Ray questions")
+    page.locator("#chat-rename").click()
+    expect(page.locator("#chat-sessions label.selected")).to_have_text("Ray questions")
+    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).json()["title"] == "Ray questions"
+
+    page.locator("#chat-delete").click()
+    expect(page.locator("#chat-status")).to_contain_text("Conversation deleted")
+    expect(page.locator("#chat-sessions label", has_text="Ray questions")).to_have_count(0)
+    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).status_code == 404
+    assert studio_page.console_errors == []
+
+
+def test_dataset_with_errors_gets_a_readable_report(studio_page, ui_studio, tmp_path):
+    rows = [
+        {"instruction": "Name the studio's default port.", "output": "8000"},
+        {"instruction": "Where do sessions live?"},  # row 2: no output
+        "this line is not JSON",  # row 3
+        {"instruction": "What runs fine-tunes?", "output": "Ray Train"},
+        {"instruction": "What serves models?", "input": "", "output": "Ray Serve and vLLM"},
+    ]
+    path = tmp_path / "with_errors.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+
+    page = studio_page.open(ui_studio.ui_url).page
+    studio_page.tab("Fine-tune")
+    # Token statistics use the base model picked in the form, filled in when the tab opens.
+    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r", timeout=30_000)
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    report = page.locator("#ft-report")
+    expect(report).to_contain_text("2 of 5 rows have problems", timeout=120_000)
+    errors = page.locator("#ft-errors tr")
+    expect(errors).to_have_count(3)  # header + rows 2 and 3
+    expect(errors.nth(1)).to_contain_text("2")
+    expect(errors.nth(2)).to_contain_text("3")
+    expect(report).to_contain_text("Preview")
+    assert studio_page.console_errors == []
+
+
+def test_two_node_pipeline_from_the_palette_runs(studio_page, ui_studio):
+    page = studio_page.open(ui_studio.ui_url).page
+    studio_page.tab("Pipelines")
+    pick(page, "pl-operator", "source · Text input")
+    page.locator("#pl-add").click()
+    expect(page.locator("#pipeline-graph .sage-node")).to_have_count(1)
+    pick(page, "pl-operator", "transform · Text template")
+    page.locator("#pl-add").click()
+    expect(page.locator("#pipeline-graph .sage-node")).to_have_count(2)
+
+    # The selected node's form is generated from its operator's config schema.
+    page.get_by_label("Template *").fill("Question: $text")
+    page.locator("#pl-apply").click()
+    expect(page.locator("#pl-status")).to_contain_text("Settings of text_template_1 updated")
+
+    pick(page, "pl-from", "text_input_1")
+    pick(page, "pl-to", "text_template_1")
+    page.locator("#pl-connect").click()
+    expect(page.locator("#pipeline-graph .sage-edge")).to_have_count(1)
+    page.locator("#pl-undo").click()
+    expect(page.locator("#pipeline-graph .sage-edge")).to_have_count(0)
+    page.locator("#pl-redo").click()
+    expect(page.locator("#pipeline-graph .sage-edge")).to_have_count(1)
+
+    fill(page, "pl-input", "what is Ray?")
+    page.locator("#pl-run").click()
+    expect(page.locator("#pl-run-status")).to_contain_text("Ran in", timeout=60_000)
+    results = page.locator("#pl-results")
+    expect(results).to_contain_text("Question: what is Ray?")
+    expect(results).to_contain_text("text_input_1")
+    expect(page.locator("#pipeline-graph")).to_contain_text("ok ·")
+    assert studio_page.console_errors == []
+
+
+def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_page, ui_studio, tmp_path):
+    rows = [{"instruction": f"Say the code word {i}.", "output": "The code word is Ray."} for i in range(16)]
+    path = tmp_path / "codeword.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    page = studio_page.open(ui_studio.ui_url).page
+    studio_page.tab("Fine-tune")
+    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r", timeout=30_000)
+    page.locator("#ft-upload input[type=file]").set_input_files(str(path))
+    expect(page.locator("#ft-report")).to_contain_text("16 of 16 rows are valid", timeout=120_000)
+    for elem_id, value in {"ft-name": "codeword", "ft-steps": "4", "ft-batch": "4", "ft-maxlen": "64",
+                           "ft-lr": "0.01"}.items():
+        fill(page, elem_id, value)
+    page.locator("#ft-submit").click()
+    expect(page.locator("#ft-status")).to_contain_text("submitted")
+    table = page.locator("#ft-tasks")
+    expect(table).to_contain_text("codeword")
+    # The table refreshes by itself every few seconds until the Ray Train run is done.
+    expect(table).to_contain_text("completed", timeout=240_000)
+    expect(page.locator("#ft-log")).to_contain_text("step", timeout=30_000)
+    expect(page.locator("#ft-loss canvas, #ft-loss svg").first).to_be_visible()
+    task_id = re.search(r"\((ft[^)]+)\)", page.locator("#ft-task input").input_value()).group(1)
+    points = httpx.get(f"{ui_studio.gateway_url}/api/finetune/tasks/{task_id}/metrics", timeout=10).json()["points"]
+    assert len(points) == 4
+
+    page.locator("#ft-backend").click()
+    expect(page.locator("#ft-task-status")).to_contain_text("The chat now uses", timeout=180_000)
+    current = httpx.get(f"{ui_studio.gateway_url}/api/finetune/current-model", timeout=10).json()
+    assert current["task_id"] == task_id
+
+    studio_page.tab("Chat")
+    page.locator("#chat-new").click()
+    send(page, "Say the code word 3.")
+    expect(page.locator("#chat-status")).to_contain_text(f"Answered by {current['model']}", timeout=60_000)
+    assert studio_page.console_errors == []
+
+
+def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
+    page = studio_page.open(ui_studio.ui_url).page
+    checks = {
+        "Chat": "#chat-bot",
+        "Pipelines": "#pl-operator",
+        "Fine-tune": "#ft-tasks",
+        "Models": "#models-available .sage-card",
+        "Memory": "#memory-backends .sage-card",
+        "System": "#system-resources .sage-card",
+    }
+    for name in TABS:
+        studio_page.tab(name)
+        expect(page.locator(checks[name]).first).to_be_visible()
+        page.wait_for_timeout(500)  # let the tab's load event paint before the picture
+        assert studio_page.screenshot(f"ui-{name.lower()}").stat().st_size > 10_000
+    expect(page.locator("#system-dashboard a")).to_have_attribute("href", ui_studio.dashboard_url)
+    assert studio_page.console_errors == []
+
+
+def test_chat_says_why_when_the_engine_is_stopped(studio_page, ui_studio, deploy_apps):
+    deploy = deploy_apps
+    page = studio_page.open(ui_studio.ui_url).page
+    # Stop the engine: redeploy the studio's app without local models (as `--no-llm` does).
+    stopped = ui_studio.args | {"models": [], "remote": None, "default_model": None}
+    deploy(ui_studio.dashboard_url, [{"name": ui_studio.app_name, "route_prefix": ui_studio.route_prefix,
+                                      "import_path": "deployments.app:build_app", "args": stopped}])
+    try:
+        send(page, "Are you there?")
+        bubble = page.locator('#chat-bot [data-testid="bot"]').last
+        expect(bubble).to_contain_text("No reply", timeout=60_000)
+        expect(bubble).to_contain_text("No LLM engine is available")
+        expect(page.locator("#chat-status")).to_contain_text("No LLM engine is available")
+        # The rest of the UI keeps working.
+        page.locator("#chat-new").click()
+        expect(page.locator("#chat-sessions label.selected")).to_have_text("New chat")
+        assert studio_page.console_errors == []
+    finally:
+        if ui_studio.shared:  # the session's other tests need the engine back
+            deploy(ui_studio.dashboard_url, [{"name": ui_studio.app_name, "route_prefix": ui_studio.route_prefix,
+                                              "import_path": "deployments.app:build_app", "args": ui_studio.args}])
