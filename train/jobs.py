@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # The job's own environment: offline (no hub), and no usage-stats pings from a laptop.
 JOB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "TOKENIZERS_PARALLELISM": "false"}
+SUBMIT_RETRY_S = 300.0
 
 
 class FinetuneError(Exception):
@@ -81,6 +82,12 @@ def dashboard_address() -> str:
     return url if url.startswith("http") else f"http://{url}"
 
 
+def _gcs_address() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
 def cluster_free() -> dict[str, float]:
     import ray
 
@@ -96,11 +103,12 @@ def cluster_total() -> dict[str, float]:
 class JobManager:
     """Queue, submit, follow and cancel fine-tunes. ``start()`` runs ``tick()`` every ``interval_s`` in a thread."""
 
-    def __init__(self, store: FinetuneStore, datasets=None, address: str | None = None, interval_s: float = 1.0):
+    def __init__(self, store: FinetuneStore, address: str | None = None, interval_s: float = 1.0):
         from ray.job_submission import JobSubmissionClient
 
         self.store = store
         self.client = JobSubmissionClient(address or dashboard_address())
+        self.gcs_address = _gcs_address()
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -228,9 +236,12 @@ class JobManager:
             return  # cancelled meanwhile
         task_dir = self.store.task_dir(task.id)
         env = {**JOB_ENV, "SAGE_HOME": str(self.store.home)}
+        # Name this cluster explicitly: the job supervisor resolves "auto" through /tmp/ray, which points at the
+        # newest cluster on the machine, not necessarily the one that runs the job.
+        address = f" --ray-address {self.gcs_address}" if self.gcs_address else ""
         try:
             self.client.submit_job(
-                entrypoint=f"{sys.executable} -m train.run --task-dir {task_dir}",
+                entrypoint=f"{sys.executable} -m train.run --task-dir {task_dir}{address}",
                 submission_id=job_id,
                 runtime_env={"env_vars": env},
                 entrypoint_num_cpus=0,
@@ -238,8 +249,17 @@ class JobManager:
             )
             self._log(task.id, f"submitted as Ray job {job_id}")
         except Exception as exc:  # noqa: BLE001
-            self.store.update_task(task.id, state="failed", error=f"Could not submit the Ray job: {exc}",
-                                   finished_at=time.time())
+            if "already exists" in str(exc):
+                return  # an earlier attempt got through although its answer was lost
+            # Usually transient (the dashboard agent of a fresh node is not up yet): back to the queue's head.
+            first = task.progress.get("submit_failing_since", time.time())
+            if time.time() - first > SUBMIT_RETRY_S:
+                self.store.update_task(task.id, state="failed", finished_at=time.time(),
+                                       error=f"Could not submit the Ray job for {SUBMIT_RETRY_S:.0f} s: {exc}")
+            else:
+                self.store.update_task(task.id, expect=("preparing",), state="queued", job_id=None, started_at=None,
+                                       progress={**task.progress, "submit_failing_since": first,
+                                                 "submit_error": str(exc)[:300]})
 
     def _follow(self, task: TaskRecord) -> None:
         task_dir = self.store.task_dir(task.id)

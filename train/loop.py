@@ -23,7 +23,7 @@ import ray.train.torch
 from ray.train import Checkpoint, UserCallback
 
 from train.formats import encode_for_training
-from train.validation import check_batch, load_tokenizer, read_rows
+from train.validation import check_batch, check_pool, load_tokenizer, read_rows
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -51,11 +51,11 @@ def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, see
     training workers hold them all, and every epoch (and every resume) reads the same tokenized rows.
     """
     ds = read_rows(path).map_batches(
-        check_batch, batch_format="pyarrow", batch_size=None,
+        check_batch, batch_format="pyarrow", batch_size=None, compute=check_pool(),
         fn_kwargs={"model_path": None, "max_row_bytes": 1 << 20, "keep_messages": True},
     )
     ds = ds.map_batches(
-        _tokenize_batch, batch_format="pyarrow", batch_size=256,
+        _tokenize_batch, batch_format="pyarrow", batch_size=256, compute=check_pool(),
         fn_kwargs={"fmt": fmt, "model_path": model_path, "max_length": max_length},
     )
     return ds.random_shuffle(seed=seed).materialize()
@@ -144,6 +144,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
     if rank == 0 and start_step:
         print(f"[sage] resumed from the checkpoint at step {start_step}", flush=True)
     model.train()
+    recorder = cfg["recorder"]
     shard = ray.train.get_dataset_shard("train")
     steps_per_epoch, total = cfg["steps_per_epoch"], cfg["total_steps"]
     step = start_step
@@ -174,17 +175,17 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 "step": step, "total_steps": total, "epoch": round(epoch + (i + 1) / steps_per_epoch, 4),
                 "loss": round(float(value), 5), "lr": optimizer.param_groups[0]["lr"],
                 "step_time_s": round(now - last, 4), "tokens": int(batch["attention_mask"].sum()),
-                "resumed_from": start_step,
+                "resumed_from": start_step, "worker_pid": os.getpid(),
             }
             last = now
-            if step % cfg["checkpoint_every"] == 0 or step == total:
+            checkpointing = step % cfg["checkpoint_every"] == 0 or step == total
+            if rank == 0:
+                recorder.record.remote({**metrics, "checkpoint": checkpointing})
+            if checkpointing:  # every worker reports at the same steps: report() is a barrier across the group
                 with tempfile.TemporaryDirectory() as folder:
                     if rank == 0:
                         _save_checkpoint(model, optimizer, step, epoch, folder)
                     ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
-            elif step % cfg.get("report_every", 1) == 0:
-                # Every worker reports at the same steps: report() is a barrier across the group.
-                ray.train.report(metrics)
         if step >= total:
             break
 
@@ -197,45 +198,70 @@ def steps_plan(rows: int, batch_size: int, num_workers: int, epochs: int, max_st
     return steps_per_epoch, min(total, max_steps) if max_steps else total
 
 
-class ProgressCallback(UserCallback):
-    """Runs in the Train controller: appends each report to ``metrics.jsonl`` and keeps ``status.json`` current."""
+class ProgressRecorder:
+    """A small actor on the driver's node that writes ``metrics.jsonl``, ``status.json`` and ``train.log``.
+
+    Rank 0 sends it every step without waiting. ``ray.train.report`` is kept for checkpoints only: it blocks
+    until the controller has taken the previous report (it polls every 2 s), which would stall short steps.
+    """
 
     def __init__(self, task_dir: str):
-        self.task_dir = task_dir
+        self.task_dir = Path(task_dir)
         self.started = None
         self.first_step = 0
         self.failures = 0
+        self.last_checkpoint_step = 0
+        self.status: dict[str, Any] = {}
 
     def _write_status(self, **status: Any) -> None:
-        path = Path(self.task_dir) / "status.json"
+        self.status = status
+        path = self.task_dir / "status.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**status, "updated_at": time.time(), "failures": self.failures}))
+        tmp.write_text(json.dumps({**status, "updated_at": time.time(), "failures": self.failures,
+                                   "last_checkpoint_step": self.last_checkpoint_step}))
         tmp.replace(path)  # readers never see half a file
 
-    def _log(self, line: str) -> None:
-        with open(Path(self.task_dir) / "train.log", "a") as f:
+    def log(self, line: str) -> None:
+        with open(self.task_dir / "train.log", "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
-    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        m = dict(metrics[0])
+    def record(self, m: dict[str, Any]) -> None:
         now = time.time()
         if self.started is None or m["step"] <= self.first_step:
-            self.started, self.first_step = now, m["step"] - 1
+            self.started, self.first_step = now, m["step"] - 1  # (re)start: the ETA counts from here
         done = m["step"] - self.first_step
-        rate = (now - self.started) / done if done > 1 else m.get("step_time_s", 0)
-        m["eta_s"] = round(rate * (m["total_steps"] - m["step"]), 1)
-        m["time"] = now
-        m["checkpoint"] = checkpoint is not None
-        with open(Path(self.task_dir) / "metrics.jsonl", "a") as f:
+        rate = (now - self.started) / (done - 1) if done > 1 else m.get("step_time_s", 0)
+        m = {**m, "eta_s": round(rate * (m["total_steps"] - m["step"]), 1), "time": now}
+        with open(self.task_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(m) + "\n")
         self._write_status(state="training", **m)
-        self._log(
+        self.log(
             f"step {m['step']}/{m['total_steps']} epoch {m['epoch']:.2f} loss {m['loss']:.4f} "
-            f"lr {m['lr']:.2e} eta {m['eta_s']:.0f}s" + (" [checkpoint saved]" if checkpoint else "")
+            f"lr {m['lr']:.2e} eta {m['eta_s']:.0f}s" + (" [checkpoint saved]" if m.get("checkpoint") else "")
         )
 
-    def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
+    def checkpointed(self, step: int) -> None:
+        self.last_checkpoint_step = max(self.last_checkpoint_step, step)
+        if self.status:
+            self._write_status(**self.status)
+
+    def failure(self, rank: int, error: str) -> None:
         self.failures += 1
         self.started = None
+        self.log(f"worker {rank} failed: {error[:300]}; restarting from the last checkpoint")
+
+
+class TrainEvents(UserCallback):
+    """Runs in the Train controller: tells the recorder when a checkpoint is registered (resumable from then on)
+    and when a worker fails (the group restarts from the last registered checkpoint)."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        if checkpoint is not None:
+            self.recorder.checkpointed.remote(int(metrics[0]["step"]))
+
+    def after_exception(self, run_context, worker_exceptions: dict[int, Exception]) -> None:
         for rank, exc in worker_exceptions.items():
-            self._log(f"worker {rank} failed: {type(exc).__name__}: {str(exc)[:300]}; restarting from the last checkpoint")
+            self.recorder.failure.remote(rank, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")

@@ -19,8 +19,9 @@ from pathlib import Path
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from train.loop import ProgressCallback, steps_plan, train_loop, training_dataset
+from train.loop import TrainEvents, ProgressRecorder, steps_plan, train_loop, training_dataset
 from train.validation import load_tokenizer
 
 
@@ -49,17 +50,18 @@ def run(task_dir: Path) -> dict:
     steps_per_epoch, total = steps_plan(rows, cfg["batch_size"], cfg["num_workers"], cfg["epochs"], cfg["max_steps"])
     cfg.update(steps_per_epoch=steps_per_epoch, total_steps=total, rows=rows)
     cfg["checkpoint_every"] = cfg.get("checkpoint_every") or max(1, total // 4)
-    cfg["report_every"] = max(1, total // 500)  # a loss curve of at most ~500 points, one barrier per report
     _log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, "
                    f"{cfg['num_workers']} worker(s) × batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}")
     _write_json(task_dir / "status.json", {"state": "preparing", "phase": "starting workers", "total_steps": total,
                                            "rows": rows, "updated_at": time.time()})
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    recorder = ray.remote(num_cpus=0)(ProgressRecorder).options(scheduling_strategy=here).remote(str(task_dir))
     resources = {"CPU": cfg["cpus_per_worker"]}
     if cfg["use_gpu"]:
         resources["GPU"] = 1
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config=cfg,
+        train_loop_config={**cfg, "recorder": recorder},
         scaling_config=ScalingConfig(num_workers=cfg["num_workers"], use_gpu=cfg["use_gpu"],
                                      resources_per_worker=resources),
         run_config=RunConfig(
@@ -67,11 +69,12 @@ def run(task_dir: Path) -> dict:
             storage_path=str(task_dir.resolve()),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=cfg["max_failures"]),
-            callbacks=[ProgressCallback(str(task_dir))],
+            callbacks=[TrainEvents(recorder)],
         ),
         datasets={"train": ds},
     )
     result = trainer.fit()
+    ray.get(recorder.log.remote("training finished"))  # flushes the steps still queued at the recorder
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
     adapter = task_dir / "adapter"
@@ -88,9 +91,10 @@ def run(task_dir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one SAGE Studio fine-tune (started by the job manager).")
     parser.add_argument("--task-dir", required=True, type=Path)
+    parser.add_argument("--ray-address", default=None, help="GCS address of the cluster (default: RAY_ADDRESS).")
     args = parser.parse_args(argv)
     task_dir = args.task_dir
-    ray.init(log_to_driver=True)  # the job supervisor sets RAY_ADDRESS to this cluster
+    ray.init(address=args.ray_address, log_to_driver=True)
     try:
         result = run(task_dir)
         code = 0

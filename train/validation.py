@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import time
 from collections import Counter
 from functools import lru_cache
@@ -93,10 +94,22 @@ def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
 
     # The dataset store lives on this node's disk: pin the (single) read task here, even on a multi-node cluster.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    # One block out of the read task per ~4k rows already: no need for Ray to split a small file into many tasks.
     return ray.data.read_datasource(
         JsonLinesDatasource(str(Path(path).resolve()), max_row_bytes=max_row_bytes),
         ray_remote_args={"scheduling_strategy": here},
+        override_num_blocks=1,
     )
+
+
+def check_pool():
+    """At most one check task per physical core of this node: the logical CPUs of a laptop cluster are often
+    set higher than its cores, and each extra task would only import transformers again for nothing."""
+    import ray
+    from ray.data import TaskPoolStrategy
+
+    cores = os.cpu_count() or 1
+    return TaskPoolStrategy(size=max(1, min(cores, int(ray.cluster_resources().get("CPU", 1)))))
 
 
 @lru_cache(maxsize=4)
@@ -221,6 +234,7 @@ def validate_dataset(
     start = time.perf_counter()
     ds = read_rows(path, max_row_bytes).map_batches(
         check_batch,
+        compute=check_pool(),
         batch_format="pyarrow",
         batch_size=None,
         fn_kwargs={"model_path": model_path, "max_row_bytes": max_row_bytes},

@@ -1,0 +1,151 @@
+"""``sage finetune``: start, list, follow and cancel fine-tunes of a running studio, over its HTTP API."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import typer
+
+from sage_studio.settings import DEFAULT_MODEL_NAME
+
+app = typer.Typer(help="Fine-tune models with LoRA on the studio's Ray cluster.", no_args_is_help=True)
+URL_OPTION = typer.Option(
+    os.environ.get("SAGE_STUDIO_URL", "http://127.0.0.1:8000"), "--url", help="The studio (env SAGE_STUDIO_URL)."
+)
+FINAL = ("completed", "failed", "cancelled")
+
+
+def _client(url: str) -> httpx.Client:
+    headers = {}
+    if key := os.environ.get("SAGE_STUDIO_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(600, connect=10))
+
+
+def _check(response: httpx.Response) -> dict | list:
+    if response.is_success:
+        return response.json() if response.content else {}
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:500]
+    typer.secho(f"error ({response.status_code}): {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs):
+    try:
+        return _check(client.request(method, path, **kwargs))
+    except httpx.TransportError as exc:
+        typer.secho(f"cannot reach the studio at {client.base_url}: {exc}. Is it running (sage studio start)?",
+                    fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def start(
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="JSONL or JSON array of rows."),
+    model: str = typer.Option(DEFAULT_MODEL_NAME, "--model", help="Base model name or checkpoint folder."),
+    epochs: int = typer.Option(1, help="Passes over the dataset."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
+    batch_size: int = typer.Option(4, help="Rows per step on each worker."),
+    learning_rate: float = typer.Option(2e-4, help="Peak learning rate."),
+    max_length: int = typer.Option(512, help="Tokens per row."),
+    lora_r: int = typer.Option(8, help="LoRA rank."),
+    lora_alpha: int = typer.Option(16, help="LoRA alpha."),
+    lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
+    num_workers: int = typer.Option(1, help="Ray Train workers."),
+    cpus_per_worker: float = typer.Option(1, help="CPUs per worker."),
+    name: Optional[str] = typer.Option(None, help="Display name."),
+    detach: bool = typer.Option(False, "--detach", help="Return once queued instead of following progress."),
+    url: str = URL_OPTION,
+) -> None:
+    """Upload a dataset, show its validation report, queue a fine-tune and follow it with a progress bar."""
+    with _client(url) as client, open(data, "rb") as f:
+        ds = _call(client, "POST", "/api/datasets", files={"file": (data.name, f)},
+                   data={"model": model, "max_length": str(max_length)})
+        report = ds["report"]
+        typer.echo(f"dataset {ds['id']}: {report['format']}, {report['rows_valid']} valid / "
+                   f"{report['rows_total']} rows")
+        for err in report["errors"][:5]:
+            typer.secho(f"  row {err['row']}: {err['reason']}", fg="yellow")
+        if report.get("tokens") and report["tokens"]["over_max_length"]:
+            typer.secho(f"  {report['tokens']['over_max_length']} rows are longer than {max_length} tokens "
+                        "and will be truncated", fg="yellow")
+        body = {"model": model, "dataset_id": ds["id"], "epochs": epochs, "max_steps": max_steps,
+                "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length,
+                "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+                "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name}
+        task = _call(client, "POST", "/api/finetune/create", json=body)
+        typer.echo(f"task {task['id']} {task['state']}")
+        if not detach:
+            _follow(client, task["id"])
+
+
+def _follow(client: httpx.Client, task_id: str) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        row = bar.add_task("queued", total=None, info="")
+        while True:
+            task = _call(client, "GET", f"/api/finetune/tasks/{task_id}")
+            p = task.get("progress", {})
+            info = f"loss {p['loss']:.4f}" if p.get("loss") is not None else p.get("phase", "")
+            bar.update(row, description=task["state"], total=p.get("total_steps"), completed=p.get("step", 0),
+                       info=info)
+            if task["state"] in FINAL:
+                break
+            time.sleep(1)
+    colour = {"completed": "green", "failed": "red"}.get(task["state"], "yellow")
+    typer.secho(f"task {task_id} {task['state']}" + (f": {task['error']}" if task.get("error") else ""), fg=colour)
+    if task["state"] == "completed":
+        typer.echo(f"adapter: {p.get('adapter_path')}")
+    else:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_tasks(url: str = URL_OPTION) -> None:
+    """Tasks, newest first: id, state, progress, last loss, name."""
+    with _client(url) as client:
+        tasks = _call(client, "GET", "/api/finetune/tasks")
+    if not tasks:
+        typer.echo("no fine-tune tasks")
+    for t in tasks:
+        p = t.get("progress", {})
+        steps = f"{p.get('step', 0)}/{p['total_steps']}" if p.get("total_steps") else "-"
+        loss = f"{p['loss']:.4f}" if p.get("loss") is not None else "-"
+        typer.echo(f"{t['id']}  {t['state']:<10} {steps:>9}  loss {loss:<8} {t['name']}")
+
+
+@app.command()
+def logs(task_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
+         url: str = URL_OPTION) -> None:
+    """Print a task's log (or stream it with --follow)."""
+    with _client(url) as client:
+        if not follow:
+            response = client.get(f"/api/finetune/tasks/{task_id}/logs")
+            _check(response) if not response.is_success else sys.stdout.write(response.text)
+            return
+        with client.stream("GET", f"/api/finetune/tasks/{task_id}/logs", params={"follow": "true"}) as stream:
+            if not stream.is_success:
+                stream.read()
+                _check(stream)
+            for chunk in stream.iter_text():
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+
+
+@app.command()
+def cancel(task_id: str, url: str = URL_OPTION) -> None:
+    """Cancel a queued or running task."""
+    with _client(url) as client:
+        task = _call(client, "POST", f"/api/finetune/tasks/{task_id}/cancel")
+    typer.echo(f"task {task_id} {task['state']}")
