@@ -9,6 +9,7 @@ It needs internet access to Gradio's share server; without it ``start`` fails wi
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
@@ -54,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from gradio.networking import setup_tunnel
 
-    url = setup_tunnel(args.host, args.port, secrets.token_urlsafe(32), None, None)
+    try:
+        url = setup_tunnel(args.host, args.port, secrets.token_urlsafe(32), None, None)
+    except Exception as exc:  # noqa: BLE001 - report and leave at once: gradio's own threads would keep us alive
+        print(f"share link failed: {exc} ({exc.__cause__ or 'no detail'})", flush=True)
+        os._exit(1)
     args.url_file.write_text(url)
     print(f"share link: {url} → http://{args.host}:{args.port}", flush=True)
     while True:  # the tunnel (an frpc child process) lives as long as we do
