@@ -6,12 +6,14 @@ import typer
 
 from pipelines.cli import app as pipeline_app
 from sage_studio.studio_cli import app as studio_app
+from train.cli import app as finetune_app
 
 app = typer.Typer(help="SAGE Studio on Ray: chat, pipelines, fine-tuning and hot-swap of LLMs.", no_args_is_help=True)
 models_app = typer.Typer(help="Models the studio can serve.", no_args_is_help=True)
 app.add_typer(studio_app, name="studio")
 app.add_typer(models_app, name="models")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(finetune_app, name="finetune")
 
 
 @models_app.command("prepare")
