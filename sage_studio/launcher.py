@@ -144,6 +144,14 @@ def _ray_env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _agent_port_args() -> list[str]:
+    # Fixed defaults (10001, 52365) would collide with any other Ray node on this machine. Ports left at 0 are
+    # published through files the raylet waits for with a short timeout, which a loaded machine can miss (the
+    # raylet then aborts): explicit free ports need no such wait.
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
+
+
 def start_ray_head(
     run_id: str,
     log_path: Path,
@@ -163,8 +171,7 @@ def start_ray_head(
     args = [
         ray_executable(), "start", "--head", "--block", f"--port={gcs_port}",
         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats",
-        # Fixed defaults (10001, 52365) would collide with any other Ray head on this machine.
-        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        f"--ray-client-server-port={free_port()}", *_agent_port_args(),
     ]
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
@@ -196,18 +203,41 @@ def start_ray_worker(
     num_cpus: int = 1,
     num_gpus: int | None = None,
     resources: dict[str, float] | None = None,
+    dashboard_url: str | None = None,
+    timeout_s: float = 300,
+    attempts: int = 3,
 ) -> RayNode:
-    """One more Ray node joining ``gcs_address`` (``ray start --address ... --block``), owned like the head."""
+    """One more Ray node joining ``gcs_address`` (``ray start --address ... --block``), owned like the head.
+
+    With ``dashboard_url``, waits until the node is ALIVE in the cluster, restarting it if it dies on the way: on a
+    loaded machine the raylet aborts when its dashboard agent is slower than Ray's fixed start-up window.
+    """
     args = [
         ray_executable(), "start", f"--address={gcs_address}", "--block", f"--num-cpus={num_cpus}",
-        f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
+        *_agent_port_args(), "--disable-usage-stats",
     ]
     if num_gpus is not None:
         args.append(f"--num-gpus={num_gpus}")
     if resources:
         args.append(f"--resources={json.dumps(resources)}")
-    pid = processes.spawn_owned(args, run_id, log_path, _ray_env(None))
-    return RayNode(pid=pid, gcs_address=gcs_address, dashboard_url=None)
+    if dashboard_url is None:
+        return RayNode(pid=processes.spawn_owned(args, run_id, log_path, _ray_env(None)), gcs_address=gcs_address,
+                       dashboard_url=None)
+    before = len(_alive_nodes(dashboard_url))
+    deadline = time.monotonic() + timeout_s
+    for _ in range(attempts):
+        pid = processes.spawn_owned(args, run_id, log_path, _ray_env(None))
+        while time.monotonic() < deadline and processes.pid_alive(pid):
+            try:
+                if len(_alive_nodes(dashboard_url)) > before:
+                    return RayNode(pid=pid, gcs_address=gcs_address, dashboard_url=dashboard_url)
+            except Exception:  # noqa: BLE001 - the dashboard is busy; poll again
+                pass
+            time.sleep(2)
+        processes.terminate_owned(pid, "-none-", grace_s=10)
+        if time.monotonic() >= deadline:
+            break
+    raise LaunchError(f"The Ray worker node did not join {gcs_address}; see {log_path}:\n{_tail(log_path)}")
 
 
 def node_ip() -> str:
@@ -235,11 +265,14 @@ def wait_for_dashboard(url: str, pid: int | None, log_path: Path | None, timeout
     raise LaunchError(f"The Ray head at {url} was not up within {timeout_s:.0f} s; see {log_path}.")
 
 
-def _head_alive(dashboard_url: str) -> bool:
+def _alive_nodes(dashboard_url: str) -> list:
     from ray.util.state import list_nodes
 
-    nodes = list_nodes(address=dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-    return any(n.is_head_node for n in nodes)
+    return list_nodes(address=dashboard_url, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+
+
+def _head_alive(dashboard_url: str) -> bool:
+    return any(n.is_head_node for n in _alive_nodes(dashboard_url))
 
 
 def discover_dashboard(address: str) -> str:

@@ -20,10 +20,10 @@ def test_engine_is_placed_on_the_node_with_its_resource(run_id, tiny_model_dir, 
     head = launcher.start_ray_head(rid, tmp_path / "head.log", num_cpus=2, dashboard_port=0)
     pids.append(head.pid)
     worker = launcher.start_ray_worker(rid, head.gcs_address, tmp_path / "worker.log", num_cpus=2,
-                                       resources={"llm_node": 1})
+                                       resources={"llm_node": 1}, dashboard_url=head.dashboard_url)
     pids.append(worker.pid)
-    nodes = wait_for("the second node to join", lambda: (n := alive_nodes(head.dashboard_url)) and len(n) == 2 and n,
-                     timeout_s=180)
+    nodes = wait_for("two alive nodes", lambda: (n := alive_nodes(head.dashboard_url)) and len(n) == 2 and n,
+                     timeout_s=60)
     llm_node = next(n for n in nodes if n.resources_total.get("llm_node"))
     head_node = next(n for n in nodes if n.is_head_node)
     assert llm_node.node_id != head_node.node_id
