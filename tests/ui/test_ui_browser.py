@@ -31,7 +31,8 @@ WATCH_STREAM = """() => {
 def pick(page, elem_id: str, option: str) -> None:
     """Choose ``option`` in the Gradio dropdown ``elem_id``."""
     page.locator(f"#{elem_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    # Gradio keeps the option lists of closed dropdowns in the page: take the open one.
+    page.get_by_role("option", name=option, exact=True).filter(visible=True).click()
 
 
 def fill(page, elem_id: str, value: str) -> None:

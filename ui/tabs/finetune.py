@@ -23,6 +23,7 @@ from ui.tabs.finetune_view import (
     recommendation_markdown,
     report_html,
     task_choices,
+    task_notice,
     task_rows,
 )
 
@@ -187,9 +188,7 @@ def create_finetune_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> d
         except Exception as exc:  # noqa: BLE001
             return table, gr.update(choices=choices, value=task_id), gr.update(), gr.update(), \
                 error_notice(exc, strings.FT_LOG)
-        state = detail.get("state", "?")
-        summary = notice(f"{task_id}: {state}" + (f" — {detail['error']}" if detail.get("error") else ""),
-                         "error" if state == "failed" else "ok" if state == "completed" else "info")
+        summary = task_notice(detail)
         return table, gr.update(choices=choices, value=task_id), text or "", loss_frame(points), summary
 
     async def do_cancel(task_id: str | None):

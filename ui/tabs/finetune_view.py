@@ -105,6 +105,19 @@ def task_rows(tasks: list[dict[str, Any]], now: float | None = None) -> list[lis
     return rows
 
 
+def task_notice(task: dict[str, Any]) -> str:
+    """One line on the selected task: its state, and why it failed or is still waiting."""
+    state, progress = task.get("state", "?"), task.get("progress") or {}
+    text = f'{task.get("name") or task["id"]} ({task["id"]}): {state}'
+    if task.get("error"):
+        return notice(f'{text} — {task["error"]}', "error" if state == "failed" else "warn")
+    if state == "queued" and progress.get("submit_error"):
+        return notice(strings.FT_SUBMIT_RETRY.format(task=text, error=progress["submit_error"]), "warn")
+    if state == "queued":
+        return notice(strings.FT_QUEUED.format(task=text), "info")
+    return notice(text, "ok" if state == "completed" else "info")
+
+
 def task_choices(tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(f'{t.get("name") or t["id"]} · {t.get("state")} ({t["id"]})', t["id"]) for t in tasks]
 
