@@ -154,7 +154,9 @@ def main() -> None:
             resp.raise_for_status()
             time.sleep(args.window)
         rows.append(summarize("studio swap (reconfigure)", load, switch_at, "canary"))
-        canary_ok = [r[4] == CANARY for r in load.records if r[0] > switch_at + 1 and r[4] is not None]
+        # 8-token answers: the canary's first 8 tokens.
+        canary_ok = [bool(r[4]) and CANARY.startswith(r[4].strip()) for r in load.records
+                     if r[0] > switch_at + 1 and r[4] is not None]
         print(f"answers with the canary after the swap: {sum(canary_ok)}/{len(canary_ok)}")
         httpx.post(f"{url}/api/finetune/switch-model", json={"model": "base"}, timeout=600).raise_for_status()
 
