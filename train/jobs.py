@@ -248,6 +248,8 @@ class JobManager:
                 metadata={"sage_task_id": task.id},
             )
             self._log(task.id, f"submitted as Ray job {job_id}")
+            if "submit_error" in task.progress:
+                self.store.update_task(task.id, progress={})
         except Exception as exc:  # noqa: BLE001
             if "already exists" in str(exc):
                 return  # an earlier attempt got through although its answer was lost

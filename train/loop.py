@@ -222,6 +222,7 @@ class ProgressRecorder:
         tmp.replace(path)  # readers never see half a file
 
     def log(self, line: str) -> None:
+        print(f"[sage] {line}", flush=True)  # forwarded to the Ray job's log as well
         with open(self.task_dir / "train.log", "a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from ft_helpers import FinetuneApp
+from ft_helpers import FinetuneApp, warm_up_jobs_api
 
 
 @pytest.fixture(scope="module")
 def ft_app(ray_cluster, tiny_model_dir, tmp_path_factory):
     """The fine-tuning routers on a fresh SAGE_HOME (models resolve from the session's SAGE_HOME)."""
     app = FinetuneApp(home=tmp_path_factory.mktemp("ft_home")).start()
+    warm_up_jobs_api(app.app.state.finetune.client)
     yield app
     app.stop()
 

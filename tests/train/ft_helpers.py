@@ -98,7 +98,7 @@ def upload(client: httpx.Client, filename: str, content: bytes, **form) -> httpx
     return client.post("/api/datasets", files={"file": (filename, content, "application/octet-stream")}, data=form)
 
 
-def wait_for(client: httpx.Client, task_id: str, states: tuple[str, ...], timeout: float = 240) -> dict:
+def wait_for(client: httpx.Client, task_id: str, states: tuple[str, ...], timeout: float = 600) -> dict:
     """Poll a task until it reaches one of ``states``; fails with the task's last view on timeout."""
     deadline = time.time() + timeout
     task = {}
@@ -108,3 +108,20 @@ def wait_for(client: httpx.Client, task_id: str, states: tuple[str, ...], timeou
             return task
         time.sleep(0.5)
     raise AssertionError(f"task {task_id} never reached {states}: {task}")
+
+
+def warm_up_jobs_api(client, timeout: float = 600) -> None:
+    """Run one trivial Ray job: a fresh cluster refuses jobs until its dashboard agent is up (slow on a busy box)."""
+    import sys
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            job = client.submit_job(entrypoint=f"{sys.executable} -c 'print(1)'")
+            break
+        except RuntimeError:
+            assert time.time() < deadline, "the Ray Jobs API never became ready"
+            time.sleep(1)
+    while str(client.get_job_status(job)).split(".")[-1] not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.time() < deadline, "the warm-up Ray job never finished"
+        time.sleep(0.5)

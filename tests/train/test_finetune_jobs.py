@@ -37,7 +37,7 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
     assert task["state"] == "queued" and task["name"] == "toy run"
     assert task["config"]["batch_size"] == 4  # what was asked is what runs: never silently changed
     seen = set()
-    deadline = time.time() + 300
+    deadline = time.time() + 600
     while (state := http.get(f"/api/finetune/tasks/{task['id']}").json()["state"]) not in ("completed", "failed"):
         seen.add(state)
         assert time.time() < deadline
@@ -75,7 +75,7 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
 def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
     task = create(http, dataset_id, epochs=12, checkpoint_every=40, max_failures=2)  # 192 steps
     status_file = ft_app.home / "studio_finetune" / task["id"] / "status.json"
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while True:  # kill once the controller has registered a checkpoint (what a restart resumes from)
         status = json.loads(status_file.read_text()) if status_file.exists() else {}
         if status.get("last_checkpoint_step", 0) >= 40:
@@ -84,7 +84,7 @@ def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
         time.sleep(0.05)
     assert status["step"] < 192, "the run ended before the worker could be killed"
     os.kill(status["worker_pid"], signal.SIGKILL)  # the Ray Train worker process of rank 0
-    done = wait_for(http, task["id"], ("completed", "failed"), timeout=300)
+    done = wait_for(http, task["id"], ("completed", "failed"), timeout=600)
     assert done["state"] == "completed", done
     assert done["progress"]["failures"] == 1
     points = http.get(f"/api/finetune/tasks/{task['id']}/metrics").json()["points"]
@@ -98,16 +98,16 @@ def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
 def test_queue_fifo_and_cancel_in_every_state(http, ft_app, dataset_id):
     free = ray.available_resources().get("CPU", 0)
     cpus = free // 2 + 1  # one task fits, two do not
-    long = create(http, dataset_id, epochs=50, cpus_per_worker=cpus)
+    long = create(http, dataset_id, epochs=100, batch_size=1, cpus_per_worker=cpus)  # 6,400 steps
     nxt = create(http, dataset_id, max_steps=4, cpus_per_worker=cpus)
     last = create(http, dataset_id, max_steps=4, cpus_per_worker=cpus)
-    wait_for(http, long["id"], ("training",), timeout=240)
+    wait_for(http, long["id"], ("training",), timeout=600)
     assert http.get(f"/api/finetune/tasks/{nxt['id']}").json()["state"] == "queued"
     cancelled = http.post(f"/api/finetune/tasks/{last['id']}/cancel").json()
     assert cancelled["state"] == "cancelled" and cancelled["job_id"] is None
     r = http.post(f"/api/finetune/tasks/{long['id']}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
-    done = wait_for(http, nxt["id"], ("completed", "failed"), timeout=240)
+    done = wait_for(http, nxt["id"], ("completed", "failed"), timeout=600)
     assert done["state"] == "completed", done
     assert http.get(f"/api/finetune/tasks/{long['id']}").json()["state"] == "cancelled"
     from ray.job_submission import JobSubmissionClient
@@ -122,13 +122,13 @@ def test_queue_fifo_and_cancel_in_every_state(http, ft_app, dataset_id):
 
 
 def test_studio_restart_during_a_run(http, ft_app, dataset_id):
-    task = create(http, dataset_id, epochs=4)
-    wait_for(http, task["id"], ("training",), timeout=240)
+    task = create(http, dataset_id, epochs=30)  # 480 steps
+    wait_for(http, task["id"], ("training",), timeout=600)
     ft_app.restart()  # a new gateway: new manager, same SQLite, the Ray job untouched
     with ft_app.client() as again:
         listed = {t["id"]: t for t in again.get("/api/finetune/tasks").json()}
         assert listed[task["id"]]["state"] in ("training", "completed")
-        done = wait_for(again, task["id"], ("completed", "failed"), timeout=240)
+        done = wait_for(again, task["id"], ("completed", "failed"), timeout=600)
     assert done["state"] == "completed", done
 
 

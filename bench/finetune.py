@@ -1,0 +1,121 @@
+"""The same LoRA steps through Ray Train (the studio's real path: Ray Data shard, TorchTrainer, progress actor)
+and through a plain peft/transformers loop in this process; prints the steady-state step-time ratio and the
+fixed start-up overhead of each, measured in the same run. Run:
+
+    .venv/bin/python bench/finetune.py [--model SmolLM2-135M-Instruct] [--steps 20] [--batch-size 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+WARMUP_STEPS = 3
+
+
+def make_rows(n: int) -> list[dict]:
+    """Rows of near-equal token length, so both sides pad to the same shapes whatever the order."""
+    words = "ray serve train data lora adapter gateway studio pipeline memory".split()
+    return [{"instruction": "Repeat: " + " ".join(words[(i + k) % 10] for k in range(24)),
+             "output": " ".join(words[(i + k) % 10] for k in range(24))} for i in range(n)]
+
+
+def plain(cfg: dict, rows: list[dict]) -> tuple[float, list[float]]:
+    """Start-up seconds (model + data ready) and per-step wall times of a one-process loop."""
+    import torch
+
+    from train.formats import encode_for_training, to_messages
+    from train.loop import build_lora_model, lr_at, pad_collate
+    from train.validation import load_tokenizer
+
+    start = time.perf_counter()
+    torch.set_num_threads(int(cfg["cpus_per_worker"]))
+    tokenizer = load_tokenizer(cfg["model_path"])
+    encoded = [encode_for_training(tokenizer, to_messages(r)[1], cfg["max_length"]) for r in rows]
+    model = build_lora_model(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=0.0)
+    model.train()
+    startup = time.perf_counter() - start
+    times, last, bs = [], time.perf_counter(), cfg["batch_size"]
+    for step in range(cfg["total_steps"]):
+        chunk = [encoded[(step * bs + i) % len(encoded)] for i in range(bs)]
+        batch = pad_collate({"input_ids": [c[0] for c in chunk], "labels": [c[1] for c in chunk]},
+                            tokenizer.pad_token_id or 0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(loss.detach())
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    return startup, times
+
+
+def through_ray(cfg: dict, rows: list[dict], workdir: Path) -> tuple[float, list[float]]:
+    """Run ``train.run.run`` (what a studio Ray job runs) and read its per-step times back."""
+    import ray
+
+    from train.run import run
+
+    task_dir = workdir / "task"
+    task_dir.mkdir()
+    data = workdir / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (task_dir / "task.json").write_text(json.dumps({**cfg, "dataset_path": str(data)}))
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        start = time.perf_counter()
+        run(task_dir)
+        wall = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    steps = [json.loads(line) for line in (task_dir / "metrics.jsonl").read_text().splitlines()]
+    times = [s["step_time_s"] for s in steps]
+    return wall - sum(times), times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="SmolLM2-135M-Instruct")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=10)
+    args = parser.parse_args()
+
+    from sage_studio.model_store import resolve_model_path
+
+    cpus = os.cpu_count() or 1
+    rows = make_rows(args.steps * args.batch_size)
+    cfg = {"task_id": "bench", "model": args.model, "model_path": str(resolve_model_path(args.model)),
+           "dataset_id": "bench", "format": "alpaca", "epochs": 1, "max_steps": args.steps,
+           "batch_size": args.batch_size, "learning_rate": 2e-4, "max_length": 256, "lora_r": 8, "lora_alpha": 16,
+           "lora_dropout": 0.05, "target_modules": None, "num_workers": 1, "cpus_per_worker": cpus,
+           "use_gpu": False, "checkpoint_every": args.steps, "max_failures": 0, "seed": 0,
+           "steps_per_epoch": args.steps, "total_steps": args.steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        ray_startup, ray_times = through_ray(cfg, rows, Path(tmp))
+    plain_startup, plain_times = plain(cfg, rows)
+    ray_step = statistics.median(ray_times[WARMUP_STEPS:])
+    plain_step = statistics.median(plain_times[WARMUP_STEPS:])
+    print(f"{args.model}: {args.steps} LoRA steps × batch {args.batch_size}, 1 worker, {cpus} threads")
+    print(f"plain loop : step {plain_step:.3f} s (median after {WARMUP_STEPS} warm-up), start-up {plain_startup:.1f} s")
+    print(f"ray train  : step {ray_step:.3f} s, fixed overhead {ray_startup:.1f} s "
+          "(Ray Data prep, trainer and worker start, final checkpoint and export)")
+    print(f"steady-state step ratio ray/plain = {ray_step / plain_step:.3f} (target <= 1.15); "
+          f"extra fixed start-up = {ray_startup - plain_startup:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
