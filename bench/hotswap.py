@@ -93,7 +93,9 @@ def summarize(name: str, load: Load, switch_at: float, new_model: str | None) ->
     usual = statistics.median(before)
     failed = sum(1 for r in load.records if not r[2])
     longest = max(r[1] - r[0] for r in load.records if r[1] >= switch_at)
-    first_new = min((r[1] for r in load.records if r[0] >= switch_at and r[3] == new_model and r[2]), default=None)
+    first_new = None
+    if new_model is not None:
+        first_new = min((r[1] for r in load.records if r[0] >= switch_at and r[3] == new_model and r[2]), default=None)
     row = {"scenario": name, "requests": len(load.records), "failed": failed, "usual_s": usual,
            "longest_s": longest, "stall_s": longest - usual,
            "to_first_new_answer_s": (first_new - switch_at) if first_new else None}
