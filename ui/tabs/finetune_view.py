@@ -136,11 +136,20 @@ def recommendation_for(recommendations: list[dict[str, Any]], model: str | None)
     return recommendations[0] if recommendations else None
 
 
+def parameters(size_b: float | None) -> str:
+    """A parameter count given in billions, as people say it: 7 B, 135 M, under 1 M."""
+    if size_b is None:
+        return "?"
+    if size_b >= 1:
+        return f"{size_b:g} B"
+    return f"{size_b * 1000:.0f} M" if size_b >= 0.001 else "under 1 M"
+
+
 def recommendation_markdown(rec: dict[str, Any] | None, note: str | None = None) -> str:
     if not rec:
         return "No recommendation for this model."
     device = "GPU" if rec.get("use_gpu") else "CPU"
-    lines = [f"**{rec.get('model')}** ({fmt(rec.get('model_size_b'))} B parameters) on {device}: "
+    lines = [f"**{rec.get('model')}** ({parameters(rec.get('model_size_b'))} parameters) on {device}: "
              f"batch **{rec.get('batch_size')}**, max length **{rec.get('max_length')}**, "
              f"LoRA r **{rec.get('lora_r')}**, **{rec.get('num_workers')}** worker(s)"
              + ("" if rec.get("fits", True) else " — ⚠️ not expected to fit")]
