@@ -90,14 +90,14 @@ def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
     """A Ray Dataset of the raw lines of a JSONL file (read on the node that holds it)."""
     import ray
     import ray.data
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    # The dataset store lives on this node's disk: pin the (single) read task here, even on a multi-node cluster.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    # One block out of the read task per ~4k rows already: no need for Ray to split a small file into many tasks.
+    # The dataset store lives on this node's disk: pin the (single) read task here, even on a multi-node cluster
+    # (the same node label Ray Train uses to pin its controller). One block per ~4k rows already comes out of the
+    # read task, so Ray need not split a small file into many tasks.
+    here = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}
     return ray.data.read_datasource(
         JsonLinesDatasource(str(Path(path).resolve()), max_row_bytes=max_row_bytes),
-        ray_remote_args={"scheduling_strategy": here},
+        label_selector=here,
         override_num_blocks=1,
     )
 

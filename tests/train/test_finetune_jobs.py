@@ -144,3 +144,15 @@ def test_create_rejects_what_cannot_run(http, dataset_id):
     assert r.status_code == 400
     assert http.get("/api/finetune/tasks/ft-nope").status_code == 404
     assert http.post("/api/finetune/tasks/ft-nope/cancel").status_code == 404
+
+
+def test_a_vanished_job_is_marked_failed_on_restart(ft_app):
+    from train.store import FinetuneStore
+
+    store = FinetuneStore(ft_app.home)  # as left by a studio whose Ray cluster was since replaced
+    store.add_task("ft-ghost", "ghost", {"demand": {"CPU": 1}})
+    store.update_task("ft-ghost", state="training", job_id="sage-ft-ft-ghost", progress={"step": 3})
+    ft_app.restart()
+    with ft_app.client() as http:
+        task = http.get("/api/finetune/tasks/ft-ghost").json()
+    assert task["state"] == "failed" and "gone" in task["error"] and task["progress"]["step"] == 3
