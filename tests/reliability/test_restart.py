@@ -22,7 +22,7 @@ from deployments.app import build_studio_app
 from deployments.config import RemoteConfig, StudioConfig
 from reliability_helpers import report, wait_for
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 APP, PREFIX = "durable", "/durable"
 ROWS = b"".join(b'{"instruction": "Say %d", "output": "%d"}\n' % (i, i) for i in range(12))
@@ -108,8 +108,10 @@ def gateway_replica(dashboard_url: str) -> str:
 def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp_path, pytestconfig):
     config = StudioConfig(models=[], remote=RemoteConfig(base_url=f"{studio.base_url}/v1", model=studio.model),
                           sage_home=str(tmp_path / "home"))
+    marks = [("deploy", time.monotonic())]
     deploy(config)
     url = f"{studio.base_url}{PREFIX}"
+    marks.append(("dataset+task", time.monotonic()))
     ledger = Ledger()
     stop = threading.Event()
     try:
@@ -131,8 +133,10 @@ def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp
                    threading.Thread(target=write_pipelines, args=(clients[2], ledger, stop))]
         for t in threads:
             t.start()
+        marks.append(("writes", time.monotonic()))
         try:
             wait_for(lambda: ledger.size() >= 20, 180, "writes to be acknowledged before the crash")
+            marks.append(("after crash", time.monotonic()))
             ray.kill(ray.get_actor(gateway_replica(studio.dashboard_url), namespace="serve"), no_restart=True)
             at_crash = ledger.size()
             wait_for(lambda: ledger.size() >= at_crash + 10, 240, "writes to go on after the gateway restarted")
@@ -143,6 +147,7 @@ def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp
             for c in clients:
                 c.close()
 
+        marks.append(("restart", time.monotonic()))
         serve.delete(APP)  # the whole app down...
         deploy(config)  # ...and up again on the same SAGE_HOME
         with httpx.Client(base_url=url, timeout=120) as client:
@@ -158,9 +163,11 @@ def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp
             lost_pipelines = ledger.pipelines - pipelines
             datasets = {d["id"] for d in client.get("/api/datasets").json()}
             tasks = {t["id"]: t["state"] for t in client.get("/api/finetune/tasks").json()}
+        marks.append(("end", time.monotonic()))
     finally:
         if APP in serve.status().applications:
             serve.delete(APP)
+    phases = ", ".join(f"{a} {b[1] - a_t:.0f} s" for (a, a_t), b in zip(marks, marks[1:]))
     lost_tasks = int(tasks.get(task_id) not in (task_state, "cancelled"))  # missing, or back to an earlier state
     lost_datasets = int(dataset_id not in datasets)
     report(pytestconfig, f"[restart] acknowledged: {len(ledger.sessions)} sessions, "
@@ -168,5 +175,5 @@ def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp
                          f"1 fine-tune task ({ledger.errors} writes refused or cut while the gateway was down); "
                          f"lost after the crash and the full restart: sessions {len(lost_sessions)}, "
                          f"messages {lost_messages}, pipelines {len(lost_pipelines)}, datasets {lost_datasets}, "
-                         f"tasks {lost_tasks}")
+                         f"tasks {lost_tasks} (phases: {phases})")
     assert (len(lost_sessions), lost_messages, len(lost_pipelines), lost_datasets, lost_tasks) == (0, 0, 0, 0, 0)
