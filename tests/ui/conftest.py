@@ -140,6 +140,7 @@ def studio_page(browser):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(30_000)
+    page.set_default_navigation_timeout(90_000)  # the first page load builds Gradio's assets cache
     result = StudioPage(page)
     page.on("console", lambda msg: result.console_errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: result.console_errors.append(f"page error: {exc}"))

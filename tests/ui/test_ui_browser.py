@@ -135,6 +135,13 @@ def test_two_node_pipeline_from_the_palette_runs(studio_page, ui_studio):
     expect(results).to_contain_text("Question: what is Ray?")
     expect(results).to_contain_text("text_input_1")
     expect(page.locator("#pipeline-graph")).to_contain_text("ok ·")
+
+    # Python export saves the pipeline and shows the script that rebuilds it.
+    page.locator("#pl-python").click()
+    expect(page.locator("#pl-status")).to_contain_text(".py is ready to download")
+    expect(page.locator("#pl-python-code")).to_contain_text("text_template")
+    saved = httpx.get(f"{ui_studio.gateway_url}/api/pipelines", timeout=10).json()
+    assert any(p["nodes"] == 2 and p["connections"] == 1 for p in saved)
     assert studio_page.console_errors == []
 
 
