@@ -17,7 +17,7 @@ from sage_studio import launcher, serve_rest
 
 from operate_helpers import alive_nodes, replica_actors, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from sage_studio import launcher, serve_rest
 
 from operate_helpers import alive_nodes, replica_actors, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
 def test_engine_is_placed_on_the_node_with_its_resource(run_id, tiny_model_dir, tmp_path):
