@@ -3,8 +3,8 @@ what a client sees when the engine replica answering it dies.
 
 ``install_security(app, config)`` is the one entry point; ``deployments.api.create_api`` calls it once.
 
-- **API key.** With a key (``gateway.api_key`` in the app config, else ``SAGE_STUDIO_API_KEY`` in the replica's
-  environment) every route needs ``Authorization: Bearer <key>`` except the few in ``OPEN_PATHS`` (``/health`` and
+- **API key.** With a key (``gateway.api_key`` in the app config, else the file named by
+  ``SAGE_STUDIO_API_KEY_FILE`` or ``SAGE_STUDIO_API_KEY`` in the replica's environment) every route needs ``Authorization: Bearer <key>`` except the few in ``OPEN_PATHS`` (``/health`` and
   the API docs). Protection is by default, not by list, so a route added later is covered without anyone
   remembering to. Keys are compared in constant time and never logged or echoed.
 - **Body size.** A declared ``Content-Length`` over the limit is refused with 413 before a byte is read; a body
@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from ray.exceptions import RayActorError
@@ -44,10 +45,25 @@ WRONG_KEY = "The API key is not valid for this studio."
 
 
 def resolve_api_key(config: StudioConfig) -> str | None:
-    """The key this gateway requires: the app config's, else the replica's ``SAGE_STUDIO_API_KEY``; None: open."""
+    """The key this gateway requires; None: the gateway is open.
+
+    In order: the app config's ``gateway.api_key``; the file named by ``SAGE_STUDIO_API_KEY_FILE``; the variable
+    ``SAGE_STUDIO_API_KEY``. The file is the way to deploy: Ray's runtime-env agent logs the ``env_vars`` it
+    sets, so a key passed as a variable ends up in the Ray logs in clear, a file path does not. A named file that
+    cannot be read stops the replica (fail closed) rather than leaving the gateway open.
+    """
     if config.gateway.api_key is not None:
         return config.gateway.api_key.get_secret_value()
-    # Read the variable itself rather than the cached Settings: the replica's env is what the deployer set.
+    # Read the environment itself rather than the cached Settings: the replica's env is what the deployer set.
+    if key_file := os.environ.get("SAGE_STUDIO_API_KEY_FILE"):
+        try:
+            key = Path(key_file).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuntimeError(f"SAGE_STUDIO_API_KEY_FILE={key_file} cannot be read ({type(exc).__name__}); "
+                               "refusing to start the gateway without its key") from None
+        if not key:
+            raise RuntimeError(f"SAGE_STUDIO_API_KEY_FILE={key_file} is empty; refusing to start without a key")
+        return key
     return os.environ.get("SAGE_STUDIO_API_KEY") or None
 
 

@@ -84,12 +84,28 @@ def test_key_comparison():
 
 
 def test_key_from_env_when_config_has_none(monkeypatch):
+    monkeypatch.delenv("SAGE_STUDIO_API_KEY_FILE", raising=False)
     monkeypatch.setenv("SAGE_STUDIO_API_KEY", "from-env")
     assert resolve_api_key(StudioConfig(models=[], remote=None)) == "from-env"
     config = StudioConfig(models=[], remote=None, gateway=GatewayConfig(api_key=SecretStr("from-config")))
     assert resolve_api_key(config) == "from-config"
     monkeypatch.setenv("SAGE_STUDIO_API_KEY", "")
     assert resolve_api_key(StudioConfig(models=[], remote=None)) is None
+
+
+def test_key_from_a_file_and_fail_closed(monkeypatch, tmp_path):
+    key_file = tmp_path / "api_key"
+    key_file.write_text(KEY + "\n")
+    monkeypatch.setenv("SAGE_STUDIO_API_KEY", "from-env")
+    monkeypatch.setenv("SAGE_STUDIO_API_KEY_FILE", str(key_file))
+    assert resolve_api_key(StudioConfig(models=[], remote=None)) == KEY  # the file wins over the variable
+    key_file.write_text("  ")
+    with pytest.raises(RuntimeError, match="empty"):
+        resolve_api_key(StudioConfig(models=[], remote=None))
+    monkeypatch.setenv("SAGE_STUDIO_API_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(RuntimeError, match="cannot be read") as refused:
+        gateway_app()
+    assert KEY not in str(refused.value)
 
 
 def test_key_never_dumped_in_clear_and_masked_value_refused():
@@ -103,6 +119,7 @@ def test_key_never_dumped_in_clear_and_masked_value_refused():
 
 
 def test_open_gateway_without_key(monkeypatch):
+    monkeypatch.delenv("SAGE_STUDIO_API_KEY_FILE", raising=False)
     monkeypatch.delenv("SAGE_STUDIO_API_KEY", raising=False)
     client = TestClient(gateway_app(), raise_server_exceptions=False)
     assert client.post("/v1/chat/completions", json={"model": "m"}).status_code == 422
