@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.config import StudioConfig
+from deployments.engines.base import EngineUnavailableError
 from deployments.model_router import EngineDownError, ModelNotFoundError, ModelRouter
 from deployments.security import install_security
 
@@ -51,6 +52,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelNotFoundError)
     async def _model(_: Request, exc: ModelNotFoundError):
         return error_response(404, str(exc))
+
+    @app.exception_handler(EngineUnavailableError)
+    async def _unavailable(_: Request, exc: EngineUnavailableError):
+        # The remote fallback itself failed (or an engine refused mid-start): unavailable, not a bug of ours.
+        return error_response(503, str(getattr(exc, "cause", None) or exc), {"Retry-After": "10"})
 
     @app.exception_handler(EngineDownError)
     async def _down(_: Request, exc: EngineDownError):

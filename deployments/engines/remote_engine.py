@@ -16,7 +16,8 @@ class RemoteEngine(LLMEngine):
         self.served_name = served_name or remote.model
         # The official client brings retries with backoff and timeouts; no need to write our own.
         self._client = openai.AsyncOpenAI(
-            base_url=remote.base_url, api_key=remote.api_key or "not-needed", max_retries=1, timeout=60
+            base_url=remote.base_url, api_key=remote.api_key or "not-needed", max_retries=1,
+            timeout=openai.Timeout(300, connect=10),  # a long generation is fine; an unreachable host is not
         )
 
     async def start(self) -> None:

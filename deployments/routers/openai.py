@@ -161,6 +161,8 @@ async def completions(body: CompletionRequest, request: Request):
             usage=make_usage(last.prompt_tokens if last else 0, last.completion_tokens if last else 0),
         )
 
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
     async def events():
         created = now()
         try:
@@ -173,6 +175,10 @@ async def completions(body: CompletionRequest, request: Request):
                         choices=[CompletionChoice(text=chunk.text, finish_reason=chunk.finish_reason)],
                     )
                     yield {"data": out.model_dump_json(exclude_none=True)}
+                if chunk.finish_reason and include_usage:
+                    usage = make_usage(chunk.prompt_tokens, chunk.completion_tokens)
+                    out = Completion(id=request_id, created=created, model=target.model, choices=[], usage=usage)
+                    yield {"data": out.model_dump_json()}
         except Exception as exc:  # noqa: BLE001
             yield _error_event(exc)
             return

@@ -69,8 +69,10 @@ def test_completions(client, studio):
     out = client.completions.create(model=studio.model, prompt="Once upon a time", max_tokens=6, temperature=0)
     assert out.choices[0].text
     assert out.usage.completion_tokens == 6
-    streamed = client.completions.create(model=studio.model, prompt="Once", max_tokens=6, temperature=0, stream=True)
+    streamed = list(client.completions.create(model=studio.model, prompt="Once", max_tokens=6, temperature=0,
+                                              stream=True, stream_options={"include_usage": True}))
     assert len([c for c in streamed if c.choices and c.choices[0].text]) >= 2
+    assert streamed[-1].usage.completion_tokens == 6
 
 
 def test_same_seed_same_answer(client, studio):
