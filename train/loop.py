@@ -23,7 +23,7 @@ import ray.train.torch
 from ray.train import Checkpoint, UserCallback
 
 from train.formats import encode_for_training
-from train.validation import check_batch, check_pool, load_tokenizer, read_rows
+from train.validation import bounded, check_batch, check_pool, load_tokenizer, read_rows
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -50,7 +50,7 @@ def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, see
     Materializing before the trainer starts matters on small clusters: Ray Data then needs no CPU while the
     training workers hold them all, and every epoch (and every resume) reads the same tokenized rows.
     """
-    ds = read_rows(path).map_batches(
+    ds = bounded(read_rows(path)).map_batches(
         check_batch, batch_format="pyarrow", batch_size=None, compute=check_pool(),
         fn_kwargs={"model_path": None, "max_row_bytes": 1 << 20, "keep_messages": True},
     )

@@ -102,6 +102,18 @@ def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
     )
 
 
+def bounded(ds, block_bytes: int = 8 << 20, object_store_bytes: int = 256 << 20):
+    """Keep a dataset's memory bounded whatever the file size: small blocks (Ray's default target is 128 MiB, which
+    would turn a whole upload into one block) and a cap on what may wait in the object store, so the reader
+    pauses when the checks fall behind instead of loading the file."""
+    from ray.data import ExecutionResources
+
+    ctx = ds.context
+    ctx.target_max_block_size = block_bytes
+    ctx.execution_options.resource_limits = ExecutionResources(object_store_memory=object_store_bytes)
+    return ds
+
+
 def check_pool():
     """At most one check task per physical core of this node: the logical CPUs of a laptop cluster are often
     set higher than its cores, and each extra task would only import transformers again for nothing."""
@@ -232,7 +244,7 @@ def validate_dataset(
     Rows of a format other than the dataset's main one are reported as invalid: one dataset trains one way.
     """
     start = time.perf_counter()
-    ds = read_rows(path, max_row_bytes).map_batches(
+    ds = bounded(read_rows(path, max_row_bytes)).map_batches(
         check_batch,
         compute=check_pool(),
         batch_format="pyarrow",
