@@ -5,8 +5,9 @@
 
 Each client sends streamed chat completions back to back (closed loop). Printed for the baseline and the load
 phase: requests/s, completion tokens/s, latency p50/p99, time to first token p50/p99, errors by kind, and the
-ratios load/baseline; and the machine's load average, since the figures depend on what else runs. Errors that are
-explicit back-pressure (429/503 with Retry-After) are counted apart: the exit status is 1 only for other errors.
+ratios load/baseline; and the machine's load average, since the figures depend on what else runs. Explicit
+back-pressure (429, or Serve's queue-full 503, with Retry-After) is counted apart from errors; every other failure
+is an error, by kind and message, and makes the exit status 1.
 Loopback only, and bounded (at most 256 clients, 600 s): this is a benchmark, not a load generator for others'
 servers.
 """
@@ -75,6 +76,21 @@ def check_loopback(url: str) -> None:
         raise SystemExit(f"bench/load.py only targets this machine (loopback); {host!r} is not")
 
 
+def error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return resp.text
+
+
+def is_backpressure(resp: httpx.Response) -> bool:
+    """An explicit "too busy, retry later": 429, or Serve's queue-full 503, with Retry-After. A 503 for any other
+    reason (an engine that gave no first token in time, no engine at all) is an error."""
+    if "retry-after" not in resp.headers:
+        return False
+    return resp.status_code == 429 or (resp.status_code == 503 and "backpressure" in error_text(resp).lower())
+
+
 async def one_chat(client: httpx.AsyncClient, phase: Phase, model: str, prompt: str, max_tokens: int) -> None:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "stream": True, "stream_options": {"include_usage": True}}
@@ -84,12 +100,12 @@ async def one_chat(client: httpx.AsyncClient, phase: Phase, model: str, prompt: 
         async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
             if resp.status_code != 200:
                 await resp.aread()
-                kind = f"HTTP {resp.status_code}"
-                if resp.status_code in (429, 503) and "retry-after" in resp.headers:
+                kind = f"HTTP {resp.status_code}: {error_text(resp)[:70]}"
+                if is_backpressure(resp):
                     phase.backpressure[kind] += 1
                     await asyncio.sleep(min(float(resp.headers["retry-after"]), 5.0))
                 else:
-                    phase.errors[f"{kind}: {resp.text[:80]}"] += 1
+                    phase.errors[kind] += 1
                 return
             tokens, failed = 0, None
             async for line in resp.aiter_lines():
