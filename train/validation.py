@@ -99,6 +99,8 @@ def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
         JsonLinesDatasource(str(Path(path).resolve()), max_row_bytes=max_row_bytes),
         label_selector=here,
         override_num_blocks=1,
+        # The reader mostly waits on disk or on back-pressure: holding a CPU would leave one check task on 2 cores.
+        num_cpus=0,
     )
 
 
