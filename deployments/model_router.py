@@ -114,6 +114,13 @@ class ModelRouter:
             raise ModelNotFoundError(str(exc)) from exc
         except (EngineUnavailableError, RayActorError, asyncio.TimeoutError) as exc:
             stream.cancel()
+            if self.remote is None and isinstance(exc, asyncio.TimeoutError):
+                # The engine is up but saturated: say so, rather than claim it is not running.
+                raise EngineDownError(
+                    f"The model '{target.model}' gave no output within {self.first_chunk_timeout_s:.0f} s: its engine "
+                    "is overloaded. Retry shortly, or set SAGE_CHAT_BASE_URL, SAGE_CHAT_API_KEY and SAGE_CHAT_MODEL "
+                    "to fall back to an OpenAI-compatible service."
+                ) from None
             logger.warning("local engine for %s unavailable (%s): falling back", target.model, type(exc).__name__)
             async for chunk in self._remote_generate(request):
                 yield chunk
