@@ -61,11 +61,17 @@ def start(
     lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
     num_workers: int = typer.Option(1, help="Ray Train workers."),
     cpus_per_worker: float = typer.Option(1, help="CPUs per worker."),
+    worker_resource: Optional[list[str]] = typer.Option(
+        None, "--worker-resource", metavar="NAME=AMOUNT",
+        help="A Ray resource each worker reserves besides its CPUs, e.g. train_gpu=1 to run on those nodes "
+             "(repeatable).",
+    ),
     name: Optional[str] = typer.Option(None, help="Display name."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued instead of following progress."),
     url: str = URL_OPTION,
 ) -> None:
     """Upload a dataset, show its validation report, queue a fine-tune and follow it with a progress bar."""
+    resources = _parse_resources(worker_resource or [])
     with _client(url) as client, open(data, "rb") as f:
         ds = _call(client, "POST", "/api/datasets", files={"file": (data.name, f)},
                    data={"model": model, "max_length": str(max_length)})
@@ -81,10 +87,27 @@ def start(
                 "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length,
                 "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
                 "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name}
+        if resources:
+            body["worker_resources"] = resources
         task = _call(client, "POST", "/api/finetune/create", json=body)
         typer.echo(f"task {task['id']} {task['state']}")
         if not detach:
             _follow(client, task["id"])
+
+
+def _parse_resources(items: list[str]) -> dict[str, float]:
+    """``["train_gpu=1", "memory=2e9"]`` → ``{"train_gpu": 1.0, "memory": 2e9}``; the studio checks the values."""
+    resources: dict[str, float] = {}
+    for item in items:
+        name, sep, amount = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            resources[name.strip()] = float(amount)
+        except ValueError:
+            raise typer.BadParameter(f"'{item}' is not NAME=AMOUNT (e.g. train_gpu=1)",
+                                     param_hint="--worker-resource") from None
+    return resources
 
 
 def _follow(client: httpx.Client, task_id: str) -> None:

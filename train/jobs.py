@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train.store import ACTIVE_STATES, FINAL_STATES, FinetuneStore, TaskRecord, new_id
@@ -58,9 +58,27 @@ class FinetuneRequest(BaseModel):
     num_workers: int = Field(1, ge=1, le=256, description="Ray Train workers (data-parallel).")
     cpus_per_worker: float = Field(1, gt=0, le=256, description="CPUs each worker reserves (torch threads).")
     use_gpu: bool | None = Field(None, description="One GPU per worker; default: yes when the cluster has GPUs.")
+    worker_resources: dict[str, float] | None = Field(
+        None,
+        description="More Ray resources each worker reserves, on top of its CPUs/GPU: a custom resource to pin the "
+                    "workers to a node type (e.g. {'train_gpu': 1}), or 'memory' in bytes.",
+    )
     checkpoint_every: int | None = Field(None, ge=1, description="Steps between checkpoints; default a quarter run.")
     max_failures: int = Field(3, ge=0, le=100, description="Worker failures to recover from (from the checkpoint).")
     seed: int = Field(42, description="Seed for the adapter's initialization and the shuffle.")
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _check_worker_resources(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, amount in (value or {}).items():
+            if not name.strip():
+                raise ValueError("a resource name must not be empty")
+            if name in ("CPU", "GPU"):
+                raise ValueError(f"ask for {name}s with {'cpus_per_worker' if name == 'CPU' else 'use_gpu'}, "
+                                 "not in worker_resources")
+            if not amount >= 0 or amount == float("inf"):
+                raise ValueError(f"resource '{name}' must be a finite amount >= 0, not {amount}")
+        return value or None
 
 
 def _job_status_value(status: Any) -> str:
@@ -138,13 +156,15 @@ class JobManager:
         """Record a task and queue it; FinetuneError(400) when the cluster could never run it."""
         total = cluster_total()
         use_gpu = request.use_gpu if request.use_gpu is not None else total.get("GPU", 0) >= 1
-        need = self.demand(request.num_workers, request.cpus_per_worker, use_gpu)
+        need = self.demand(request.num_workers, request.cpus_per_worker, use_gpu, request.worker_resources)
         for resource, amount in need.items():
             if amount > total.get(resource, 0):
+                fix = ("lower num_workers or cpus_per_worker" if resource in ("CPU", "GPU")
+                       else "lower num_workers or worker_resources, or add a node that offers it")
                 raise FinetuneError(
                     400,
                     f"This fine-tune needs {amount:g} {resource} ({request.num_workers} worker(s)) but the whole "
-                    f"cluster has {total.get(resource, 0):g}: lower num_workers or cpus_per_worker.",
+                    f"cluster has {total.get(resource, 0):g}: {fix}.",
                 )
         task_id = new_id("ft")
         task_dir = self.store.task_dir(task_id)
@@ -161,10 +181,14 @@ class JobManager:
         return self.store.get_task(task_id)
 
     @staticmethod
-    def demand(num_workers: int, cpus_per_worker: float, use_gpu: bool) -> dict[str, float]:
+    def demand(num_workers: int, cpus_per_worker: float, use_gpu: bool,
+               worker_resources: dict[str, float] | None = None) -> dict[str, float]:
         need = {"CPU": num_workers * cpus_per_worker}
         if use_gpu:
             need["GPU"] = float(num_workers)
+        for resource, amount in (worker_resources or {}).items():
+            if amount > 0:
+                need[resource] = num_workers * amount
         return need
 
     def cancel(self, task_id: str) -> TaskRecord:

@@ -56,7 +56,7 @@ def run(task_dir: Path) -> dict:
                                            "rows": rows, "updated_at": time.time()})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     recorder = ray.remote(num_cpus=0)(ProgressRecorder).options(scheduling_strategy=here).remote(str(task_dir))
-    resources = {"CPU": cfg["cpus_per_worker"]}
+    resources = {**(cfg.get("worker_resources") or {}), "CPU": cfg["cpus_per_worker"]}
     if cfg["use_gpu"]:
         resources["GPU"] = 1
     trainer = TorchTrainer(

@@ -138,6 +138,12 @@ def test_create_rejects_what_cannot_run(http, dataset_id):
     r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "num_workers": 64,
                                                 "cpus_per_worker": 64})
     assert r.status_code == 400 and "the whole cluster has" in r.json()["error"]["message"]
+    r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id,
+                                                "worker_resources": {"train_node": 1}})
+    assert r.status_code == 400 and "needs 1 train_node" in r.json()["error"]["message"], r.text
+    for bad, word in (({"train_node": -1}, "train_node"), ({"CPU": 2}, "cpus_per_worker"), ({" ": 1}, "empty")):
+        r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "worker_resources": bad})
+        assert r.status_code == 422 and word in r.json()["error"]["message"], r.text
     r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "learning_rate": -1})
     assert r.status_code == 422 and "learning_rate" in r.json()["error"]["message"]
     r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "model": "nope"})

@@ -62,3 +62,15 @@ def test_cli_start_list_logs_cancel(ft_app, tmp_path):
     assert refused.exit_code == 1 and "already completed" in refused.output
     down = runner.invoke(app, ["list", "--url", "http://127.0.0.1:9"])
     assert down.exit_code == 2 and "cannot reach the studio" in down.output
+
+
+def test_cli_worker_resources(tmp_path):
+    from train.cli import _parse_resources, app
+
+    assert _parse_resources(["train_gpu=1", "memory=2e9"]) == {"train_gpu": 1.0, "memory": 2e9}
+    data = tmp_path / "cli.jsonl"
+    data.write_text(json.dumps(alpaca_rows(1)[0]) + "\n")
+    for bad in ("train_gpu", "=1", "train_gpu=lots"):
+        result = CliRunner().invoke(app, ["start", "--data", str(data), "--worker-resource", bad,
+                                          "--url", "http://127.0.0.1:9"])
+        assert result.exit_code == 2 and "NAME=AMOUNT" in result.output, result.output  # before any request
