@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
 from deployments.config import ModelConfig, StudioConfig
 from deployments.engine_deployment import LLMDeployment
@@ -48,9 +49,14 @@ def serving_state_for(config: StudioConfig) -> ServingState:
 
 def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -> Application:
     auto = model.autoscaling
+    ongoing, queued = model.serve_limits()
     options: dict[str, Any] = dict(
         name=engine_deployment_name(model.name),
-        max_ongoing_requests=model.max_ongoing_requests,
+        max_ongoing_requests=ongoing,
+        # Past the queue, the gateway's handle refuses at once (BackPressureError); the gateway answers it with
+        # this status and Retry-After (deployments/security.py) rather than letting the request wait and time out.
+        max_queued_requests=queued,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=model.retry_after_s),
         user_config=state.engine_user_config(model.name),
         ray_actor_options={
             "num_cpus": model.num_cpus,

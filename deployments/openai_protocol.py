@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # Unknown OpenAI fields (logit_bias, tools, ...) are ignored rather than refused, like vLLM's own server does, so
 # clients that always send them keep working.
 _LENIENT = ConfigDict(extra="ignore")
+# No served context is longer than this; engines clamp a valid max_tokens to what the prompt leaves of their own
+# context, so the bound only refuses (422) values that cannot mean anything, such as 10**12.
+MAX_TOKENS_LIMIT = 131072
 
 
 class TextPart(BaseModel):
@@ -38,7 +41,7 @@ class SamplingFields(BaseModel):
 
     model_config = _LENIENT
     model: str = Field(min_length=1, description="Served model name, 'sage-default', or '<base>:<adapter>'.")
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT, description="Most tokens to generate.")
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     n: Literal[1] = Field(1, description="Only one choice per request is supported.")
@@ -56,13 +59,13 @@ class SamplingFields(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     session_id: str | None = Field(None, description="Studio session: turns are stored and memory is injected.")
 
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: int | None = Field(16, ge=1, le=MAX_TOKENS_LIMIT)
 
     @field_validator("prompt")
     @classmethod

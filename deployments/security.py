@@ -12,23 +12,25 @@ what a client sees when the engine replica answering it dies.
   Multipart uploads get the larger ``max_upload_bytes``; the upload routes cap each file again as they copy it.
 - **CORS.** No origin is allowed unless ``gateway.cors_origins`` names it (Starlette's ``CORSMiddleware``).
 - **Engine faults.** A replica that dies under a request (Serve restarts it) is a 503 with ``Retry-After``,
-  not a 500. Back-pressure (an engine's ``max_queued_requests`` reached) is answered by Serve's own handler with
-  the engine deployment's ``backpressure_config`` status and ``Retry-After``.
+  not a 500. Back-pressure (an engine's ``max_queued_requests`` reached: Serve's ``BackPressureError``) is the
+  engine deployment's ``backpressure_config`` status (503 or 429) with its ``Retry-After``, in OpenAI's error
+  shape.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import os
-from pathlib import Path
+import math
 
 from fastapi import FastAPI, HTTPException, Request
 from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.config import StudioConfig
+from sage_studio.api_key import key_from_environment
 
 logger = logging.getLogger("ray.serve")
 
@@ -48,23 +50,13 @@ def resolve_api_key(config: StudioConfig) -> str | None:
     """The key this gateway requires; None: the gateway is open.
 
     In order: the app config's ``gateway.api_key``; the file named by ``SAGE_STUDIO_API_KEY_FILE``; the variable
-    ``SAGE_STUDIO_API_KEY``. The file is the way to deploy: Ray's runtime-env agent logs the ``env_vars`` it
-    sets, so a key passed as a variable ends up in the Ray logs in clear, a file path does not. A named file that
-    cannot be read stops the replica (fail closed) rather than leaving the gateway open.
+    ``SAGE_STUDIO_API_KEY`` (``sage_studio.api_key``). The file is the way to deploy: Ray's runtime-env agent logs
+    the ``env_vars`` it sets, so a key passed as a variable ends up in the Ray logs in clear, a file path does not.
+    A named file that cannot be read stops the replica (fail closed) rather than leaving the gateway open.
     """
     if config.gateway.api_key is not None:
         return config.gateway.api_key.get_secret_value()
-    # Read the environment itself rather than the cached Settings: the replica's env is what the deployer set.
-    if key_file := os.environ.get("SAGE_STUDIO_API_KEY_FILE"):
-        try:
-            key = Path(key_file).expanduser().read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RuntimeError(f"SAGE_STUDIO_API_KEY_FILE={key_file} cannot be read ({type(exc).__name__}); "
-                               "refusing to start the gateway without its key") from None
-        if not key:
-            raise RuntimeError(f"SAGE_STUDIO_API_KEY_FILE={key_file} is empty; refusing to start without a key")
-        return key
-    return os.environ.get("SAGE_STUDIO_API_KEY") or None
+    return key_from_environment()
 
 
 def key_matches(header: str | None, key: str) -> bool:
@@ -168,6 +160,20 @@ def install_security(app: FastAPI, config: StudioConfig) -> None:
     logger.info("gateway security: api key %s, body limit %s, upload limit %s, CORS origins %s",
                 "required" if api_key else "off", _human(gateway.max_body_bytes), _human(gateway.max_upload_bytes),
                 gateway.cors_origins or "none")
+
+    @app.exception_handler(BackPressureError)
+    async def _engine_busy(_: Request, exc: BackPressureError):
+        # Serve refused the request at the engine's handle: its max_queued_requests are taken. The status and
+        # Retry-After are the engine deployment's backpressure_config (deployments/app.py).
+        from deployments.api import error_response
+
+        retry = None if exc.retry_after_s is None else math.ceil(exc.retry_after_s)
+        wait = f"Retry in {retry} s" if retry is not None else "Retry shortly"
+        return error_response(
+            exc.status_code,
+            f"The model's engine is at capacity and its queue is full. {exc.message} {wait}.",
+            {"Retry-After": str(retry)} if retry is not None else None,
+        )
 
     @app.exception_handler(RayActorError)
     async def _engine_died(_: Request, exc: RayActorError):

@@ -1,7 +1,9 @@
 """The studio UI as a Serve deployment: the Gradio app of ``ui/``, served by its own Serve application.
 
 It holds no handles and imports nothing of the gateway: the UI is an HTTP client of the gateway, so its only
-config is where the gateway is and the API key. Deploy it next to the studio app, e.g.
+config is where the gateway is. The API key is never in its args (a Serve config holds them in clear): the replica
+reads it as the gateway does, from the file named by ``SAGE_STUDIO_API_KEY_FILE`` (else ``SAGE_STUDIO_API_KEY``),
+and then asks browsers for a login (user ``sage``, the key as the password). Deploy it next to the studio app, e.g.
 ``serve.run(build_ui_app(UIConfig(gateway_url=...)), name="ui", route_prefix="/ui")``, or from a Serve config
 file with ``import_path: deployments.ui_deployment:build_app``.
 """
@@ -10,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray import serve
 from ray.serve import Application
 
-from sage_studio.settings import get_settings
+from sage_studio.api_key import key_from_environment
 
 UI_ROUTE_PREFIX = "/ui"
 
@@ -28,14 +30,20 @@ class UIConfig(BaseModel):
         "http://127.0.0.1:8000",
         description="Base URL of the studio gateway as seen from the UI replica (Serve's HTTP address).",
     )
-    api_key: str | None = Field(
-        default_factory=lambda: get_settings().studio_api_key,
-        description="Bearer key for the gateway when it requires one (default: SAGE_STUDIO_API_KEY).",
-    )
     dashboard_url: str | None = Field(
         None, description="Ray dashboard link shown in the System tab (default: the one the gateway reports)."
     )
-    num_replicas: int = Field(1, ge=1, description="UI replicas; each keeps its users' browser sessions.")
+    num_replicas: int = Field(
+        1, ge=1, description="UI replicas; each keeps its users' browser sessions (and, with a key, their logins)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_args(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError("the UI takes no api_key in its args (a Serve config holds args in clear): set "
+                             "SAGE_STUDIO_API_KEY_FILE (or SAGE_STUDIO_API_KEY) in the replica's environment")
+        return data
 
     @field_validator("gateway_url")
     @classmethod
@@ -52,12 +60,15 @@ class StudioUI:
 
     def __init__(self, config: dict[str, Any]):
         self.config = UIConfig.model_validate(config)
+        # From the replica's environment only, as the gateway reads it; a named key file that cannot be read stops
+        # the replica (fail closed) instead of serving a UI with no login.
+        self.api_key = key_from_environment()
 
     def __serve_build_asgi_app__(self):
-        # Built inside the replica: a FastAPI app with Gradio mounted does not pickle.
+        # Built inside the replica: a FastAPI app with Gradio mounted does not pickle. With a key it asks for a login.
         from ui.app import create_ui_app
 
-        return create_ui_app(self.config.gateway_url, self.config.api_key, self.config.dashboard_url)
+        return create_ui_app(self.config.gateway_url, self.api_key, self.config.dashboard_url)
 
 
 def build_ui_app(config: UIConfig | dict[str, Any] | None = None) -> Application:

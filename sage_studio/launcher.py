@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from sage_studio import processes
+from sage_studio.api_key import KEY_VAR
 from sage_studio.settings import get_settings
 
 APP_NAME = "studio"
@@ -140,6 +141,8 @@ def _ray_env(extra: dict[str, str] | None) -> dict[str, str]:
     # Every default works offline: nothing the studio loads by default comes from a model hub.
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["SAGE_HOME"] = str(get_settings().sage_home)
+    # Replicas get the API key as a file path (studio_start.deploy_config), never as a variable Ray would inherit.
+    env.pop(KEY_VAR, None)
     env.update(extra or {})
     return env
 
@@ -301,7 +304,8 @@ def serve_config(
 ) -> dict[str, Any]:
     """The Serve config (``ServeDeploySchema``) of the studio: its app at ``/`` and the UI app at ``/ui``.
 
-    ``env_vars`` reach every replica of both apps (e.g. the API key), also on a cluster we did not start.
+    ``env_vars`` reach every replica of both apps, also on a cluster we did not start. Ray's runtime-env agent logs
+    them in clear: pass a key's file (``SAGE_STUDIO_API_KEY_FILE``), never a key.
     """
     apps = [{"name": APP_NAME, "route_prefix": "/", "import_path": "deployments.app:build_app", "args": studio_args}]
     if ui_args is not None:

@@ -94,14 +94,24 @@ def prepare_default_model(models_dir: Path | None = None) -> Path:
     return target
 
 
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A checkpoint folder for a model name (prepared under ``models_dir``) or an explicit path."""
+def find_model_path(name_or_path: str | Path) -> Path | None:
+    """The checkpoint folder of a model name (prepared under ``models_dir``) or an explicit path, if it is there
+    now; None otherwise. A look-up only: unlike ``resolve_model_path`` it never prepares (converts) anything, so
+    read-only requests can call it."""
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir() and (candidate / "config.json").is_file():
         return candidate
     prepared = get_settings().models_dir / str(name_or_path)
     if (prepared / "config.json").is_file():
         return prepared
+    return None
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A checkpoint folder for a model name (prepared under ``models_dir``) or an explicit path; the default model
+    is prepared on first use (a GGUF conversion of about a minute)."""
+    if (found := find_model_path(name_or_path)) is not None:
+        return found
     if str(name_or_path) == DEFAULT_MODEL_NAME:
         return prepare_default_model()
     raise ModelNotFoundError(

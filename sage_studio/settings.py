@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sage_studio.api_key import read_key_file
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 # The name that always means "whatever the studio currently chats with" (as in the original).
@@ -55,6 +57,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SAGE_STUDIO_API_KEY"),
         description="When set, /v1, /api, /sessions and /memory require 'Authorization: Bearer <key>'.",
     )
+    studio_api_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SAGE_STUDIO_API_KEY_FILE"),
+        description="A file holding the key; it wins over SAGE_STUDIO_API_KEY. `sage studio start` writes "
+        "SAGE_HOME/studio/api_key (0600) and gives the replicas only this path, never the key.",
+    )
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> "Settings":
+        if self.studio_api_key_file is not None:
+            self.studio_api_key = read_key_file(self.studio_api_key_file)  # unreadable or empty: RuntimeError
+        return self
 
     @property
     def sage_home(self) -> Path:

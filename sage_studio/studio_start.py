@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sage_studio import launcher, processes
+from sage_studio.api_key import KEY_FILE_NAME, KEY_FILE_VAR, write_key_file
 from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
 
 Report = Callable[[str], None]
@@ -126,15 +127,18 @@ def start_studio(opts: StartOptions, report: Report = lambda _: None) -> launche
     if not opts.address and not launcher.port_is_free(opts.port, "0.0.0.0" if opts.host == "0.0.0.0" else opts.host):
         raise launcher.LaunchError(f"Port {opts.port} is already in use on {opts.host}: pass --port with a free one.")
     if opts.share and not settings.studio_api_key:
-        # A share link exposes the whole port: never without a key. Set before the head starts so it inherits it.
+        # A share link exposes the whole port: never without a key. Set in this process only (the CLI prints it);
+        # the Ray head does not inherit it (launcher._ray_env): replicas read the key file (deploy_config).
         import os
 
+        from sage_studio.api_key import KEY_VAR
         from sage_studio.share import new_login_key
 
-        os.environ["SAGE_STUDIO_API_KEY"] = new_login_key()
+        os.environ[KEY_VAR] = new_login_key()
         get_settings.cache_clear()
         settings = get_settings()
-        report(f"--share: generated the studio login/API key {settings.studio_api_key}")
+        report(f"--share: generated the studio login/API key {settings.studio_api_key} (also in {key_file_path()})")
+    key = settings.studio_api_key
     args = studio_args(opts, report)
 
     run_id = processes.new_run_id()
@@ -155,15 +159,38 @@ def start_studio(opts: StartOptions, report: Report = lambda _: None) -> launche
                                      serve_config_path=str(settings.studio_dir / "serve_config.yaml"))
     launcher.write_state(state)  # from here on, `sage studio stop` can clean up whatever happens next
     try:
-        return _deploy(state, opts, args, report)
+        return _deploy(state, opts, args, key, report)
     except BaseException:
         report("start failed: stopping what was started")
         launcher.stop_studio(state, grace_s=15)
         raise
 
 
-def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any], report: Report
-            ) -> launcher.StudioState:
+def key_file_path() -> Path:
+    return get_settings().studio_dir / KEY_FILE_NAME
+
+
+def deploy_config(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any], key: str | None
+                  ) -> dict[str, Any]:
+    """The Serve config to deploy, written to ``state.serve_config_path``. With a key, the key goes to
+    ``SAGE_HOME/studio/api_key`` (0600) and the replicas get only its path (``SAGE_STUDIO_API_KEY_FILE``): the
+    config, which the dashboard shows, and Ray's runtime-env log, which records ``env_vars``, never hold it."""
+    key_file = key_file_path()
+    env_vars = None
+    if key:
+        env_vars = {KEY_FILE_VAR: str(write_key_file(key_file, key))}
+    else:
+        key_file.unlink(missing_ok=True)  # a key of an earlier run must not lie around
+    local_gateway = f"http://127.0.0.1:{opts.port}" if opts.host in ("0.0.0.0", "::") else state.base_url
+    ui_args = ({"gateway_url": local_gateway, "dashboard_url": state.dashboard_url}
+               if opts.ui and _ui_available() else None)
+    config = launcher.serve_config(args, opts.host, opts.port, ui_args, opts.proxy_location, env_vars)
+    launcher.write_serve_config(config, Path(state.serve_config_path))
+    return config
+
+
+def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any], key: str | None,
+            report: Report) -> launcher.StudioState:
     from sage_studio import serve_rest
 
     if opts.share:
@@ -172,13 +199,8 @@ def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any
         report("opening a Gradio share link")
         state.share_pid, state.share_url = start_share(state, Path(state.log_dir) / "share.log")
         launcher.write_state(state)
-    local_gateway = f"http://127.0.0.1:{opts.port}" if opts.host in ("0.0.0.0", "::") else state.base_url
-    key = get_settings().studio_api_key
-    ui_args = ({"gateway_url": local_gateway, "dashboard_url": state.dashboard_url, "api_key": key}
-               if opts.ui and _ui_available() else None)
-    env_vars = {"SAGE_STUDIO_API_KEY": key} if key else None
-    config = launcher.serve_config(args, opts.host, opts.port, ui_args, opts.proxy_location, env_vars)
-    launcher.write_serve_config(config, Path(state.serve_config_path))
+    config = deploy_config(state, opts, args, key)
+    ui_deployed = len(config["applications"]) > 1
     client = serve_rest.serve_client(state.dashboard_url)
     report(f"deploying {state.serve_config_path}")
     serve_rest.deploy(client, config)
@@ -194,6 +216,6 @@ def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any
         report(f"{status.status.lower()} ({waited:.0f} s): " + (", ".join(parts) or "building"))
 
     serve_rest.wait_running(client, launcher.APP_NAME, opts.timeout_s, progress)
-    if ui_args is not None:
+    if ui_deployed:
         serve_rest.wait_running(client, launcher.UI_APP_NAME, max(60.0, opts.timeout_s / 4), progress)
     return state

@@ -28,6 +28,8 @@ from ui.tabs.pipelines import create_pipelines_tab  # noqa: E402
 from ui.tabs.system import create_system_tab  # noqa: E402
 
 ASSETS = Path(__file__).parent / "assets"
+# The login of a UI whose studio has an API key: this user name, and the key as the password.
+LOGIN_USER = "sage"
 CSS_PATH = ASSETS / "studio.css"
 FAVICON = ASSETS / "favicon.png"
 
@@ -75,8 +77,13 @@ def launch_kwargs() -> dict:
 
 
 def create_ui_app(base_url: str, api_key: str | None = None, dashboard_url: str | None = None) -> FastAPI:
-    """A FastAPI app serving the studio UI at its root, talking to the gateway at ``base_url``."""
+    """A FastAPI app serving the studio UI at its root, talking to the gateway at ``base_url``.
+
+    With an ``api_key`` the UI asks for a login first (Gradio's ``auth``): user ``sage``, password the key. Its
+    server-side client holds the key, so without a login anyone who reaches the page would use the studio with it.
+    """
     blocks = build_blocks(StudioClient(base_url, api_key), dashboard_url)
-    app = gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **launch_kwargs())
+    login = {"auth": (LOGIN_USER, api_key), "auth_message": strings.LOGIN_MESSAGE} if api_key else {}
+    app = gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **login, **launch_kwargs())
     app.add_middleware(HeadTags, tags=_icon_link())
     return app

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from ui.app import build_blocks, launch_kwargs
+from ui.app import LOGIN_USER, build_blocks, launch_kwargs
 from ui.client import StudioClient
 
-DEFAULT_USER = "sage"
+DEFAULT_USER = LOGIN_USER
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 TITLE = "SAGE Studio"
 TAGLINE = "Chat, build pipelines, fine-tune and serve models, on Ray."
+LOGIN_MESSAGE = ("This studio has an API key. Log in as user 'sage' with the key as the password "
+                 "(SAGE_STUDIO_API_KEY, or the file SAGE_HOME/studio/api_key where the studio was started).")
 
 # -- errors shared by every tab ---------------------------------------------------------------------------------
 NOT_AVAILABLE = "{feature} is not available on this studio yet (the API has no such route)."

@@ -15,6 +15,7 @@ from deployments.engines.vllm_engine import adapter_version
 from deployments.hotswap import NotDeclarativeError, Redeployer
 from deployments.model_router import ModelRouter
 from deployments.serving_state import AdapterEntry, ServingState, save_state
+from sage_studio.model_store import find_model_path
 
 router = APIRouter(prefix="/api/finetune", tags=["models"])
 
@@ -68,13 +69,9 @@ def _task_base(task: Any, models: ModelRouter) -> str | None:
     for m in models.config.models:
         if m.name in wanted or m.source in wanted:
             return m.name
-        try:
-            from sage_studio.model_store import resolve_model_path
-
-            if str(resolve_model_path(m.source)) in wanted:
-                return m.name
-        except LookupError:
-            continue
+        path = find_model_path(m.source)  # a look-up: a GET never prepares a model
+        if path is not None and str(path) in wanted:
+            return m.name
     return None
 
 

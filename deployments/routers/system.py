@@ -8,9 +8,17 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 
+from sage_studio.model_store import find_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
 
 router = APIRouter(prefix="/api/system", tags=["system"])
+
+
+def _unknown(name: str) -> str:
+    if name == DEFAULT_MODEL_NAME:
+        return (f"The model '{name}' is not prepared yet in this studio's SAGE_HOME, so it cannot be sized: "
+                "`sage models prepare` or `sage studio start` prepares it.")
+    return f"Unknown model '{name}': neither a checkpoint folder nor a prepared model."
 
 
 def _gpu_info(model: str | None) -> dict[str, Any]:
@@ -24,15 +32,16 @@ def _gpu_info(model: str | None) -> dict[str, Any]:
     cluster = cluster_summary()
     gpus = gpu_inventory()
     sizes: dict[str, float] = {}
-    names = [model] if model else [DEFAULT_MODEL_NAME]
-    for name in names:
-        try:
-            from sage_studio.model_store import resolve_model_path
-
-            sizes[name] = round(model_size_b(resolve_model_path(name)), 3)
-        except Exception:  # noqa: BLE001 - an unknown model only loses its own row; the standard sizes remain
-            if model:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"Unknown model '{name}'.") from None
+    name = model or DEFAULT_MODEL_NAME
+    # A look-up only: a GET never prepares (converts) a model, which takes a minute for the default one.
+    try:
+        path = find_model_path(name)
+        if path is not None:
+            sizes[name] = round(model_size_b(path), 3)
+    except (OSError, ValueError, TypeError):  # an unreadable or odd config.json: sized as unknown
+        path = None
+    if path is None and model:  # the default model's row is dropped quietly; the standard sizes remain
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=_unknown(name))
     try:
         dashboard = dashboard_address()
     except RuntimeError:

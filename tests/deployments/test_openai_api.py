@@ -90,6 +90,8 @@ def test_same_seed_same_answer(client, studio):
         ({"model": "tiny-llama", "messages": []}, 422),
         ({"model": "tiny-llama", "messages": [{"role": "wizard", "content": "x"}]}, 422),
         ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 422),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**12}, 422),
+        ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 10**12}, 422),
         ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "n": 3}, 422),
         ({"model": "tiny-llama", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, 422),
         ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, 404),

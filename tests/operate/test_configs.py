@@ -69,6 +69,11 @@ def test_serve_configs_pass_serves_schema_and_build(name, sage_home):
     ServeDeploySchema.model_validate(config)
     deployments = _deployments(config, "studio")
     assert "Gateway" in deployments and any(n.startswith("LLM-") for n in deployments)
+    for engine in (d for n, d in deployments.items() if n.startswith("LLM-")):
+        # A bounded queue with an explicit refusal: an overloaded engine answers 503 + Retry-After, not a hang.
+        assert engine.max_queued_requests >= 1 and engine.max_ongoing_requests >= 1
+        backpressure = engine._deployment_config.backpressure_config
+        assert backpressure.status_code == 503 and backpressure.retry_after_s > 0
 
 
 def test_gpu_serve_config_asks_gpus_for_engines_only(sage_home):
@@ -91,7 +96,7 @@ def test_launcher_writes_a_config_serve_accepts(sage_home, tmp_path):
     args = StudioConfig(models=[ModelConfig(name="m", source="/models/m", resources={"llm_node": 1})],
                         remote=None).model_dump(mode="json")
     config = launcher.serve_config(args, "127.0.0.1", 8123, {"gateway_url": "http://127.0.0.1:8123"},
-                                   env_vars={"SAGE_STUDIO_API_KEY": "k"})
+                                   env_vars={"SAGE_STUDIO_API_KEY_FILE": "/somewhere/api_key"})
     path = launcher.write_serve_config(config, tmp_path / "serve_config.yaml")
     assert path.stat().st_mode & 0o077 == 0, "it can hold keys: owner-only"
     parsed = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
@@ -99,3 +104,30 @@ def test_launcher_writes_a_config_serve_accepts(sage_home, tmp_path):
     assert parsed.http_options.port == 8123
     engine = _deployments(config, "studio")["LLM-m"]
     assert engine.ray_actor_options["resources"] == {"llm_node": 1}
+
+
+def test_start_puts_the_key_in_a_0600_file_and_only_its_path_in_the_config(sage_home, tmp_path):
+    from deployments.config import StudioConfig
+    from deployments.ui_deployment import UIConfig
+    from sage_studio.api_key import KEY_FILE_VAR
+    from sage_studio.studio_start import StartOptions, deploy_config
+
+    key = "sk-sage-config-test-0123456789"
+    state = launcher.StudioState(run_id="r", owns_ray=True, dashboard_url="http://127.0.0.1:8265",
+                                 http_host="127.0.0.1", http_port=8123, log_dir=str(tmp_path),
+                                 serve_config_path=str(tmp_path / "serve_config.yaml"))
+    args = StudioConfig(models=[], remote=None).model_dump(mode="json")
+    config = deploy_config(state, StartOptions(port=8123), args, key)
+    key_file = sage_home / "studio" / "api_key"
+    assert key_file.read_text().strip() == key and key_file.stat().st_mode & 0o777 == 0o600
+    written = (tmp_path / "serve_config.yaml").read_text()
+    assert key not in written and key not in json.dumps(config)
+    for app in config["applications"]:  # the studio and the UI get the path, and nothing else about the key
+        assert app["runtime_env"] == {"env_vars": {KEY_FILE_VAR: str(key_file)}}
+    ui = next(a for a in config["applications"] if a["name"] == launcher.UI_APP_NAME)
+    UIConfig.model_validate(ui["args"])
+    with pytest.raises(ValueError, match="SAGE_STUDIO_API_KEY_FILE"):
+        UIConfig.model_validate(ui["args"] | {"api_key": key})  # the UI refuses a key in its args
+
+    again = deploy_config(state, StartOptions(port=8123), args, None)  # a start without a key
+    assert not key_file.exists() and all("runtime_env" not in app for app in again["applications"])

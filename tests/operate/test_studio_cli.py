@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,12 +46,33 @@ def test_status_and_stop_when_nothing_runs(studio_env):
     assert stop.returncode == 0 and "not running" in stop.stdout
 
 
+def _files_holding(secret: str, folders: list[Path], since: float) -> list[str]:
+    """Files under ``folders`` written since ``since`` that contain ``secret``."""
+    hits = []
+    for folder in folders:
+        for path in folder.rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_mtime >= since and path.stat().st_size < 64 << 20:
+                    if secret.encode() in path.read_bytes():
+                        hits.append(str(path))
+            except OSError:  # rotated or removed meanwhile
+                continue
+    return hits
+
+
 @pytest.mark.slow
 def test_start_chat_status_logs_stop(studio_env):
+    """With an API key, as a real deployment has: the key reaches the replicas as a 0600 file, never through the
+    Serve config or Ray's logs, and both the API and the UI ask for it."""
+    import httpx
     from openai import OpenAI
 
+    key = "sk-sage-cli-test-" + secrets.token_urlsafe(18)
+    studio_env["SAGE_STUDIO_API_KEY"] = key
+    began = time.time() - 1
     port = free_port()
-    state_file = Path(studio_env["SAGE_HOME"]) / "studio" / "state.json"
+    studio_dir = Path(studio_env["SAGE_HOME"]) / "studio"
+    state_file = studio_dir / "state.json"
     start = _sage(studio_env, "start", "--port", str(port), "--dashboard-port", "0", "--num-cpus", "4",
                   timeout=900)
     try:
@@ -58,7 +81,15 @@ def test_start_chat_status_logs_stop(studio_env):
         state = json.loads(state_file.read_text())
         assert owned_processes(state["run_id"]), "the studio's processes carry the run marker"
 
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=120)
+        key_file = studio_dir / "api_key"
+        assert key_file.read_text().strip() == key and key_file.stat().st_mode & 0o777 == 0o600
+        assert key not in Path(state["serve_config_path"]).read_text()
+        assert "SAGE_STUDIO_API_KEY_FILE" in Path(state["serve_config_path"]).read_text()
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/v1/models", timeout=60).status_code == 401
+        assert httpx.get(f"{base}/ui/config", timeout=60).status_code == 401, "the UI asks for a login"
+
+        client = OpenAI(base_url=f"{base}/v1", api_key=key, timeout=120)
         reply = client.chat.completions.create(
             model="sage-default", temperature=0, max_tokens=40,
             messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -82,6 +113,10 @@ def test_start_chat_status_logs_stop(studio_env):
 
         logs = _sage(studio_env, "logs", "-n", "200", "--filter", "Gateway", timeout=300)
         assert logs.returncode == 0 and "/v1/chat/completions" in logs.stdout
+        assert key not in logs.stdout + status.stdout + table.stdout
+        # Ray's runtime-env agent logs the env_vars it sets up: they hold the key file's path, not the key.
+        leaked = _files_holding(key, [Path("/tmp/ray"), Path(state["log_dir"])], since=began)
+        assert leaked == [], f"the API key was written to {leaked}"
     finally:
         stop = _sage(studio_env, "stop", timeout=300)
     assert stop.returncode == 0, stop.stdout + stop.stderr

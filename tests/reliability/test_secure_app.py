@@ -110,3 +110,37 @@ def test_the_key_is_in_no_ray_log(secure_app):
             if secure_app.key.encode() in path.read_bytes():
                 hits.append(str(path))
     assert hits == [], f"the API key was written to {hits}"
+
+
+@pytest.fixture(scope="module")
+def keyed_ui(secure_app, studio, tmp_path_factory):
+    """The UI as Serve hosts it for ``sage studio start``: its replica gets only the key file's path."""
+    from ray import serve
+
+    from deployments.ui_deployment import StudioUI, UIConfig
+    from sage_studio.api_key import KEY_FILE_VAR, write_key_file
+
+    key_file = write_key_file(tmp_path_factory.mktemp("ui_key") / "api_key", secure_app.key)
+    env = {"env_vars": {KEY_FILE_VAR: str(key_file)}}
+    ui = StudioUI.options(ray_actor_options={"num_cpus": 0, "runtime_env": env})
+    serve.run(ui.bind(UIConfig(gateway_url=secure_app.url).model_dump()), name="secureui", route_prefix="/secureui")
+    yield f"{studio.base_url}/secureui"
+    serve.delete("secureui")
+
+
+def test_the_served_ui_asks_for_a_login_when_the_studio_has_a_key(keyed_ui, secure_app):
+    from ui.app import LOGIN_USER
+
+    with httpx.Client(base_url=keyed_ui, timeout=60) as client:
+        assert client.get("/").status_code == 200  # the page itself: Gradio renders its login form
+        refused = client.get("/config")  # the app's config (components, API) needs a login
+        assert refused.status_code == 401, refused.text
+        for user, password in ((LOGIN_USER, "not-the-key"), ("someone", secure_app.key), (LOGIN_USER, "")):
+            resp = client.post("/login", data={"username": user, "password": password})
+            assert resp.status_code in (400, 422), (user, resp.status_code, resp.text)
+            assert client.get("/config").status_code == 401
+        resp = client.post("/login", data={"username": LOGIN_USER, "password": secure_app.key})
+        assert resp.status_code == 200 and resp.json() == {"success": True}, resp.text
+        config = client.get("/config")  # the login cookie now opens it
+        assert config.status_code == 200 and config.json()["components"]
+        assert secure_app.key not in config.text and secure_app.key not in resp.text

@@ -4,6 +4,7 @@ inventory is built from nvidia-smi output), and the `sage finetune` CLI against 
 from __future__ import annotations
 
 import json
+import time
 
 import ray
 from ft_helpers import alpaca_rows
@@ -23,6 +24,30 @@ def test_gpu_info_reports_the_cluster_and_recommends(http):
     assert first["use_gpu"] is False and first["num_workers"] == 1 and first["notes"]
     assert {r["model"] for r in info["recommendations"]} >= {"0.135B", "7B", "13B"}
     assert http.get("/api/system/gpu-info", params={"model": "nope"}).status_code == 400
+
+
+def test_gpu_info_in_a_fresh_home_only_looks_the_model_up(http, monkeypatch, tmp_path):
+    """A GET never prepares a model: in a SAGE_HOME where SmolLM2 is not converted yet, it answers at once with
+    the standard sizes, says the model is not prepared when asked for it, and writes no model file."""
+    from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
+
+    fresh = tmp_path / "fresh_home"
+    monkeypatch.setenv("SAGE_HOME", str(fresh))
+    get_settings.cache_clear()
+    try:
+        started = time.monotonic()
+        r = http.get("/api/system/gpu-info")
+        elapsed = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        rows = {row["model"] for row in r.json()["recommendations"]}
+        assert DEFAULT_MODEL_NAME not in rows and {"0.135B", "7B"} <= rows
+        r = http.get("/api/system/gpu-info", params={"model": DEFAULT_MODEL_NAME})
+        assert r.status_code == 400 and "not prepared" in r.json()["detail"], r.text
+        assert not (fresh / "models").exists(), "a GET converted the model"
+        assert elapsed < 30, f"gpu-info took {elapsed:.0f} s (the GGUF conversion takes about a minute)"
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_recommendations_follow_gpu_memory():
