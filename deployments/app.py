@@ -43,8 +43,10 @@ def serving_state_for(config: StudioConfig) -> ServingState:
     for model in config.models:
         for name, path in model.adapters.items():
             adapters[name] = AdapterEntry(base=model.name, path=path, version=adapter_version(path))
-    default = state.default_model if state.default_model in served | adapters.keys() else None
-    return ServingState(default_model=default, adapters=adapters)
+    merged = {name: entry for name, entry in state.merged.items()
+              if entry.base in served and (Path(entry.path) / "config.json").is_file() and name not in adapters}
+    default = state.default_model if state.default_model in served | adapters.keys() | merged.keys() else None
+    return ServingState(default_model=default, adapters=adapters, merged=merged)
 
 
 def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -> Application:
@@ -70,7 +72,8 @@ def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -
     else:
         options["autoscaling_config"] = auto.model_dump()
     remote = config.remote.model_dump() if config.remote else None
-    return LLMDeployment.options(**options).bind(model.model_dump(), remote)
+    # A merged fine-tune chosen last is loaded at start, instead of the base weights it replaces.
+    return LLMDeployment.options(**options).bind(model.model_dump(), remote, state.engine_weights(model.name))
 
 
 def build_studio_app(config: StudioConfig) -> Application:

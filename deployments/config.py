@@ -45,6 +45,12 @@ class ModelConfig(BaseModel):
     dtype: str = Field("auto", description="Weights dtype for the engine (vLLM/torch name).")
     enable_lora: bool = Field(True, description="Serve LoRA adapters on this base model.")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
+    finetune_serving: Literal["adapter", "merged"] = Field(
+        "adapter",
+        description="How a fine-tune of this model is served when switched to: 'adapter' (LoRA beside the base "
+        "weights) or 'merged' (merged into them; the engine then serves it instead of the base). A switch request's "
+        "serve_as overrides it.",
+    )
     adapters: dict[str, str] = Field(
         default_factory=dict, description="LoRA adapters to serve, served name → adapter folder."
     )

@@ -31,7 +31,8 @@ class Redeployer:
 
         return ServeSubmissionClient(self.dashboard_url)
 
-    def _patched_config(self, details: dict, state: ServingState) -> dict:
+    def _patched_config(self, details: dict, state: ServingState, gateway: ServingState | None = None,
+                        also: dict[str, list] | None = None) -> dict:
         apps = details.get("applications", {})
         mine = apps.get(self.app_name, {}).get("deployed_app_config")
         if not mine:
@@ -39,8 +40,9 @@ class Redeployer:
                 f"Application '{self.app_name}' was started from Python (serve.run), so it has no config to redeploy. "
                 "Start it with `sage studio start`, `serve run deployments/serve_config.yaml` or `serve deploy`."
             )
-        overrides = {GATEWAY_NAME: state.gateway_user_config()}
-        overrides |= {dep: state.engine_user_config(base) for base, dep in self.engine_deployments.items()}
+        overrides = {GATEWAY_NAME: (gateway or state).gateway_user_config()}
+        overrides |= {dep: state.engine_user_config(base, (also or {}).get(base, []))
+                      for base, dep in self.engine_deployments.items()}
         deployments = [d for d in mine.get("deployments", []) if d["name"] not in overrides]
         for d in mine.get("deployments", []):
             if d["name"] in overrides:
@@ -54,13 +56,22 @@ class Redeployer:
                 config[key] = details[key]
         return config
 
-    async def apply(self, state: ServingState, timeout_s: float = 180) -> None:
-        """Deploy the new state and wait until Serve reports the app running with it."""
+    async def replicas(self, deployment: str) -> int:
+        details = await asyncio.to_thread(self._client().get_serve_details)
+        dep = details["applications"][self.app_name]["deployments"].get(deployment, {})
+        return max(1, sum(r.get("state") == "RUNNING" for r in dep.get("replicas", [])))
+
+    async def apply(self, state: ServingState, timeout_s: float = 180, gateway: ServingState | None = None,
+                    also: dict[str, list] | None = None) -> None:
+        """Deploy the new state and wait until Serve reports the app running with it.
+
+        ``gateway``: a different state for the gateway (the first step of a weights switch keeps routing as it is
+        while the engines load); ``also``: base model → weights the engine keeps loaded beside the state's."""
         async with self._lock:
             client = self._client()
             details = await asyncio.to_thread(client.get_serve_details)
             before = details["applications"][self.app_name]["last_deployed_time_s"]
-            await asyncio.to_thread(client.deploy_applications, self._patched_config(details, state))
+            await asyncio.to_thread(client.deploy_applications, self._patched_config(details, state, gateway, also))
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 app = (await asyncio.to_thread(client.get_serve_details))["applications"][self.app_name]

@@ -41,6 +41,8 @@ class Target:
     handle: DeploymentHandle | None
     adapter: str | None = None
     adapter_path: str | None = None
+    weights: str | None = None  # a merged fine-tune held by the engine (None: its base weights)
+    weights_version: str | None = None
 
 
 class ModelRouter:
@@ -57,14 +59,27 @@ class ModelRouter:
         self.serving = state
 
     @property
+    def merged(self) -> dict[str, str]:
+        """Served merged fine-tune name → base model name (whose engine holds it instead of the base)."""
+        return {name: m.base for name, m in self.serving.merged.items()
+                if m.base in self.handles and self.serving.merged_on(m.base) == name}
+
+    @property
+    def bases(self) -> list[str]:
+        """Base models whose engines serve their own weights now."""
+        replaced = set(self.merged.values())
+        return [name for name in self.handles if name not in replaced]
+
+    @property
     def adapters(self) -> dict[str, str]:
-        """Served adapter name → base model name."""
-        return {name: a.base for name, a in self.serving.adapters.items() if a.base in self.handles}
+        """Served adapter name → base model name (adapters apply to base weights, not to a merged fine-tune)."""
+        bases = set(self.bases)
+        return {name: a.base for name, a in self.serving.adapters.items() if a.base in bases}
 
     @property
     def default_model(self) -> str | None:
         chosen = self.serving.default_model
-        if chosen is not None and (chosen in self.handles or chosen in self.adapters):
+        if chosen is not None and (chosen in self.bases or chosen in self.adapters or chosen in self.merged):
             return chosen
         return self.config.default_model or (self.config.remote.model if self.config.remote else None)
 
@@ -73,6 +88,15 @@ class ModelRouter:
             if self.default_model is None:
                 raise EngineDownError(self._down_message())
             name = self.default_model
+        if name in self.merged:
+            entry = self.serving.merged[name]
+            return Target(name, self.handles[entry.base], weights=name, weights_version=entry.version)
+        if name in self.handles and name not in self.bases:
+            holder = self.serving.merged_on(name)
+            raise ModelNotFoundError(
+                f"The model '{name}' is not loaded now: its engine serves the fine-tune '{holder}', merged into its "
+                f"weights. POST /api/finetune/switch-model {{\"model\": \"{name}\"}} serves it again."
+            )
         if name in self.handles:
             return Target(name, self.handles[name])
         base, _, adapter = name.rpartition(":") if ":" in name else ("", "", name)
@@ -85,8 +109,9 @@ class ModelRouter:
 
     def served_names(self) -> list[tuple[str, str | None]]:
         """(name, parent) pairs for /v1/models."""
-        names: list[tuple[str, str | None]] = [(n, None) for n in self.handles]
+        names: list[tuple[str, str | None]] = [(n, None) for n in self.bases]
         names += [(a, base) for a, base in self.adapters.items()]
+        names += [(m, base) for m, base in self.merged.items()]
         if self.remote is not None and self.remote.remote.model not in self.handles:
             names.append((self.remote.remote.model, None))
         return names
@@ -105,6 +130,7 @@ class ModelRouter:
                 yield chunk
             return
         request.adapter, request.adapter_path = target.adapter, target.adapter_path
+        request.weights, request.weights_version = target.weights, target.weights_version
         stream = target.handle.options(stream=True).generate.remote(request)
         iterator = stream.__aiter__()
         try:
@@ -135,6 +161,6 @@ class ModelRouter:
     async def _remote_generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         if self.remote is None:
             raise EngineDownError(self._down_message())
-        request.adapter = request.adapter_path = None
+        request.adapter = request.adapter_path = request.weights = request.weights_version = None
         async for chunk in self.remote.generate(request):
             yield chunk

@@ -23,12 +23,41 @@ class AdapterEntry(BaseModel):
     task_id: str | None = Field(None, description="The fine-tune task that produced it.")
 
 
-class ServingState(BaseModel):
-    default_model: str | None = Field(None, description="What 'sage-default' means (a base or adapter name).")
-    adapters: dict[str, AdapterEntry] = Field(default_factory=dict, description="Served adapter name → adapter.")
+class MergedEntry(BaseModel):
+    """A fine-tune merged into its base model's weights: the base's engine serves it instead of the base."""
 
-    def engine_user_config(self, base: str) -> dict:
-        return {"adapters": {n: a.path for n, a in sorted(self.adapters.items()) if a.base == base}}
+    base: str = Field(description="Name of the served base model whose engine holds the merged weights.")
+    path: str = Field(description="Folder of the merged checkpoint.")
+    version: str = Field(description="Fingerprint of the adapter and base it was merged from.")
+    task_id: str | None = Field(None, description="The fine-tune task that produced it.")
+    adapter_path: str | None = Field(None, description="The PEFT adapter it was merged from.")
+
+    def weights(self, name: str) -> dict:
+        return {"name": name, "path": self.path, "version": self.version}
+
+
+class ServingState(BaseModel):
+    default_model: str | None = Field(None, description="What 'sage-default' means (a base, adapter or merged name).")
+    adapters: dict[str, AdapterEntry] = Field(default_factory=dict, description="Served adapter name → adapter.")
+    merged: dict[str, MergedEntry] = Field(
+        default_factory=dict, description="Served merged fine-tunes, name → checkpoint; at most one per base model."
+    )
+
+    def merged_on(self, base: str) -> str | None:
+        """The merged fine-tune that holds this base model's engine (None: the engine serves the base)."""
+        return next((name for name, m in sorted(self.merged.items()) if m.base == base), None)
+
+    def engine_weights(self, base: str) -> dict | None:
+        name = self.merged_on(base)
+        return None if name is None else self.merged[name].weights(name)
+
+    def engine_user_config(self, base: str, also: list[dict | None] = ()) -> dict:
+        """``also``: weights to keep (or start) loading beside the chosen ones, while a switch is under way."""
+        config: dict = {"adapters": {n: a.path for n, a in sorted(self.adapters.items()) if a.base == base}}
+        weights = [self.engine_weights(base), *(w for w in also if w != self.engine_weights(base))]
+        if weights != [None]:
+            config["weights"] = weights
+        return config
 
     def gateway_user_config(self) -> dict:
         return self.model_dump()

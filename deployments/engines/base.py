@@ -31,6 +31,10 @@ class GenerationRequest:
     # folder: every request carries it, so any replica can serve any adapter without a prior broadcast.
     adapter: str | None = None
     adapter_path: str | None = None
+    # A fine-tune merged into the base weights, served by the same engine deployment instead of the base: its served
+    # name and version (None: the base weights).
+    weights: str | None = None
+    weights_version: str | None = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 from pathlib import Path
@@ -58,8 +59,10 @@ class VLLMEngine(LLMEngine):
             seed=c.seed,
             disable_log_stats=True,
         )
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self._engine = AsyncLLM.from_engine_args(args)
+        # Off the event loop: the engine process takes a model load to come up, and a replica that loads a new
+        # model in the background (merged fine-tunes) must keep streaming from the old one meanwhile.
+        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model_path)
+        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         for name, path in c.adapters.items():
             await self.add_adapter(name, path)
 

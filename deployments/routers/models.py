@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -14,7 +15,12 @@ from deployments.engines.base import GenerationRequest
 from deployments.engines.vllm_engine import adapter_version
 from deployments.hotswap import NotDeclarativeError, Redeployer
 from deployments.model_router import ModelRouter
-from deployments.serving_state import AdapterEntry, ServingState, save_state
+from deployments.serving_state import (
+    AdapterEntry,
+    MergedEntry,
+    ServingState,
+    save_state,
+)
 from sage_studio.model_store import find_model_path
 
 router = APIRouter(prefix="/api/finetune", tags=["models"])
@@ -30,12 +36,20 @@ class ModelEntry(BaseModel):
     current: bool = Field(description="What 'sage-default' means now.")
 
 
+ServeAs = Literal["adapter", "merged"]
+SERVE_AS_HELP = ("How a fine-tune is served: 'adapter' (LoRA beside the base weights) or 'merged' (merged into them; "
+                 "the base's engine then serves the fine-tune instead of the base). Unset: the base model's "
+                 "finetune_serving setting.")
+
+
 class SwitchRequest(BaseModel):
-    model: str = Field(min_length=1, description="A base model name, a served adapter name, or a fine-tune task id.")
+    model: str = Field(min_length=1, description="A base model name, a served fine-tune name, or a fine-tune task id.")
+    serve_as: ServeAs | None = Field(None, description=SERVE_AS_HELP + " Used when 'model' is a task id.")
 
 
 class UseAsBackendRequest(BaseModel):
     task_id: str = Field(min_length=1)
+    serve_as: ServeAs | None = Field(None, description=SERVE_AS_HELP)
 
 
 async def startup(state: Any, config: Any) -> None:
@@ -85,7 +99,11 @@ async def list_models(request: Request) -> list[ModelEntry]:
     for name, entry in served.items():
         out.append(ModelEntry(name=name, kind="finetune", base=entry.base, source=entry.path, task_id=entry.task_id,
                               served=True, current=name == current))
-    served_tasks = {e.task_id for e in served.values()}
+    for name, merged in models.serving.merged.items():
+        if name in models.merged:
+            out.append(ModelEntry(name=name, kind="finetune", base=merged.base, source=merged.path,
+                                  task_id=merged.task_id, served=True, current=name == current))
+    served_tasks = {e.task_id for e in served.values()} | {m.task_id for m in models.serving.merged.values()}
     for task in _completed_tasks(request):
         if task.id not in served_tasks:
             out.append(ModelEntry(name=task.id, kind="finetune", base=_task_base(task, models),
@@ -99,8 +117,13 @@ async def current_model(request: Request) -> dict:
     models: ModelRouter = request.app.state.model_router
     name = models.default_model
     entry = models.serving.adapters.get(name or "")
-    return {"model": name, "kind": "finetune" if entry else "base", "base": entry.base if entry else name,
-            "adapter_path": entry.path if entry else None, "task_id": entry.task_id if entry else None}
+    merged = models.serving.merged.get(name or "") if name in models.merged else None
+    if merged is not None:
+        return {"model": name, "kind": "finetune", "served_as": "merged", "merged": True, "base": merged.base,
+                "adapter_path": merged.adapter_path, "merged_path": merged.path, "task_id": merged.task_id}
+    return {"model": name, "kind": "finetune" if entry else "base", "served_as": "adapter" if entry else None,
+            "merged": False, "base": entry.base if entry else name, "adapter_path": entry.path if entry else None,
+            "merged_path": None, "task_id": entry.task_id if entry else None}
 
 
 def check_adapter(path: Path, max_rank: int) -> None:
@@ -138,17 +161,88 @@ async def _probe(models: ModelRouter, name: str, entry: AdapterEntry) -> None:
         raise HTTPException(422, detail=f"The engine could not load the adapter: {cause}") from None
 
 
-async def _switch(request: Request, state: ServingState) -> dict:
+def _redeployer(request: Request) -> Redeployer:
     redeployer: Redeployer | None = request.app.state.redeployer
     if redeployer is None:
         reason = getattr(request.app.state, "redeployer_error", "this gateway is not running inside Ray Serve")
         raise HTTPException(503, detail=f"Model switching is unavailable: {reason}.")
-    save_state(request.app.state.config.sage_home, state)
-    try:
-        await redeployer.apply(state)
-    except NotDeclarativeError as exc:
-        raise HTTPException(409, detail=str(exc)) from None
+    return redeployer
+
+
+async def _load_weights(request: Request, redeployer: Redeployer, current: ServingState, state: ServingState) -> None:
+    """Step one of a switch that changes an engine's weights: the engines load the new weights beside the ones
+    serving now while the gateway keeps routing as before; returns once every engine reports them ready. On failure
+    the engines drop them again and the old model keeps serving."""
+    models: ModelRouter = request.app.state.model_router
+    changed = {base: current.engine_weights(base) for base in models.handles
+               if current.engine_weights(base) != state.engine_weights(base)}
+    if not changed:
+        return
+    from deployments.app import engine_deployment_name
+
+    await redeployer.apply(state, gateway=current, also={base: [old] for base, old in changed.items()})
+    for base in changed:
+        wanted = state.engine_weights(base)
+        # Each call lands on one replica; asking (twice per replica) until all say ready covers them with high odds,
+        # and a replica that was missed still serves correctly: it waits for its own load.
+        checks = 2 * await redeployer.replicas(engine_deployment_name(base))
+        for _ in range(checks):
+            status = await models.handles[base].wait_weights.remote(wanted, 600)
+            if status != "ready":
+                await redeployer.apply(current)
+                what = f"merged fine-tune '{wanted['name']}'" if wanted else f"base model '{base}'"
+                raise HTTPException(422, detail=f"The engine could not load the {what} ({status}); the previous "
+                                                "model keeps serving.")
+
+
+async def _switch(request: Request, state: ServingState) -> dict:
+    redeployer = _redeployer(request)
+    models: ModelRouter = request.app.state.model_router
+    async with _switch_lock:
+        try:
+            await _load_weights(request, redeployer, models.serving, state)
+            save_state(request.app.state.config.sage_home, state)
+            await redeployer.apply(state)
+        except NotDeclarativeError as exc:
+            raise HTTPException(409, detail=str(exc)) from None
     return await current_model(request)
+
+
+_switch_lock = asyncio.Lock()  # one switch at a time per gateway replica (its steps must not interleave)
+_merge_lock = asyncio.Lock()
+
+
+def _merge_task():
+    import ray
+
+    @ray.remote(num_cpus=0, max_calls=1)  # its own process, gone afterwards: the torch copy of the model goes too
+    def merge(base: str, adapter: str, out_root: str, keep: list[str]) -> str:
+        from train.merge import merge_adapter
+
+        return str(merge_adapter(base, adapter, out_root, tuple(keep)))
+
+    return merge
+
+
+async def _merge(models: ModelRouter, base: str, adapter: Path, out_root: Path) -> Path:
+    from sage_studio.model_store import resolve_model_path
+
+    base_config = next(m for m in models.config.models if m.name == base)
+    keep = [m.path for m in models.serving.merged.values()]
+    async with _merge_lock:
+        try:
+            ref = _merge_task().remote(str(resolve_model_path(base_config.source)), str(adapter), str(out_root), keep)
+            return Path(await ref)
+        except Exception as exc:  # noqa: BLE001 - a merge that fails leaves the old model serving
+            cause = getattr(exc, "cause", None) or exc
+            raise HTTPException(422, detail=f"Could not merge the fine-tune into '{base}': {cause}") from None
+
+
+def _without(state: ServingState, base: str, name: str) -> tuple[dict, dict]:
+    """The state's adapters and merged fine-tunes minus ``name``, and minus any merged fine-tune holding ``base``."""
+    adapters = {n: a for n, a in state.adapters.items() if n != name}
+    merged = {n: m for n, m in state.merged.items() if n != name and m.base != base}
+    return adapters, merged
 
 
 @router.post("/use-as-backend")
@@ -167,21 +261,37 @@ async def use_as_backend(body: UseAsBackendRequest, request: Request) -> dict:
                                         "of this studio serves.")
     path = store.task_dir(task.id) / "adapter"
     base_config = next(m for m in models.config.models if m.name == base)
-    check_adapter(path, base_config.max_lora_rank)
-    name = task.name if task.name and task.name not in models.handles and ":" not in task.name else task.id
-    entry = AdapterEntry(base=base, path=str(path), version=adapter_version(str(path)), task_id=task.id)
-    await _probe(models, name, entry)
+    serve_as = body.serve_as or base_config.finetune_serving
+    check_adapter(path, base_config.max_lora_rank if serve_as == "adapter" else 1 << 30)
+    taken = set(models.handles) | ({models.config.remote.model} if models.config.remote else set())
+    name = task.name if task.name and task.name not in taken and ":" not in task.name else task.id
     current = models.serving
-    state = ServingState(default_model=name, adapters=current.adapters | {name: entry})
+    adapters, merged = _without(current, base, name)
+    if serve_as == "merged":
+        merged_dir = await _merge(models, base, path, store.task_dir(task.id) / "merged")
+        entry = MergedEntry(base=base, path=str(merged_dir), version=merged_dir.name, task_id=task.id,
+                            adapter_path=str(path))
+        state = ServingState(default_model=name, adapters=adapters, merged=merged | {name: entry})
+    else:
+        adapter = AdapterEntry(base=base, path=str(path), version=adapter_version(str(path)), task_id=task.id)
+        if current.merged_on(base) is None:  # else the base weights come back with the switch, and are probed then
+            await _probe(models, name, adapter)
+        state = ServingState(default_model=name, adapters=adapters | {name: adapter}, merged=merged)
     return await _switch(request, state)
 
 
 @router.post("/switch-model")
 async def switch_model(body: SwitchRequest, request: Request) -> dict:
     models: ModelRouter = request.app.state.model_router
-    if body.model in models.handles or body.model in models.adapters:
-        return await _switch(request, models.serving.model_copy(update={"default_model": body.model}))
+    current = models.serving
+    if body.model in models.handles or body.model in current.adapters or body.model in models.merged:
+        base = (body.model if body.model in models.handles else
+                current.adapters[body.model].base if body.model in current.adapters else current.merged[body.model].base)
+        merged = current.merged
+        if body.model not in models.merged:  # a base or an adapter: the engine serves the base weights again
+            merged = {n: m for n, m in merged.items() if m.base != base}
+        return await _switch(request, current.model_copy(update={"default_model": body.model, "merged": merged}))
     store = getattr(request.app.state, "finetune_store", None)
     if store is not None and store.get_task(body.model) is not None:
-        return await use_as_backend(UseAsBackendRequest(task_id=body.model), request)
+        return await use_as_backend(UseAsBackendRequest(task_id=body.model, serve_as=body.serve_as), request)
     raise HTTPException(404, detail=f"No model or fine-tune named '{body.model}'. GET /api/finetune/models lists them.")

@@ -112,23 +112,30 @@ class Traffic:
         return [r for r in self.records if r[0] > t]
 
 
+def switch_and_back(url: str, use_as_backend: dict) -> tuple[Traffic, dict, float, float, float]:
+    """Under traffic: switch to a fine-tune, serve it 4 s, switch back to the base. Returns the traffic, the switch's
+    answer, and when the switch was called, when it returned, and when the switch back returned."""
+    with Traffic(url) as traffic:
+        time.sleep(3)
+        started = time.monotonic()
+        resp = httpx.post(f"{url}/api/finetune/use-as-backend", json=use_as_backend, timeout=600)
+        assert resp.status_code == 200, resp.text
+        switched = time.monotonic()
+        time.sleep(4)
+        back_resp = httpx.post(f"{url}/api/finetune/switch-model", json={"model": "tiny-llama"}, timeout=600)
+        assert back_resp.status_code == 200, back_resp.text
+        back = time.monotonic()
+        time.sleep(3)
+    return traffic, resp.json(), started, switched, back
+
+
 def test_switch_to_finetune_and_back_under_load(swap_url, store, tiny_model_dir):
     task_id = completed_task(store, tiny_model_dir, "canary", CANARY_1)
     base_model, base_text = ask(swap_url, stream=False)
     assert base_model == "tiny-llama" and base_text != CANARY_1
 
-    with Traffic(swap_url) as traffic:
-        time.sleep(3)
-        resp = httpx.post(f"{swap_url}/api/finetune/use-as-backend", json={"task_id": task_id}, timeout=300)
-        assert resp.status_code == 200, resp.text
-        assert resp.json()["model"] == "canary"
-        switched = time.monotonic()
-        time.sleep(4)
-        resp = httpx.post(f"{swap_url}/api/finetune/switch-model", json={"model": "tiny-llama"}, timeout=300)
-        assert resp.status_code == 200, resp.text
-        back = time.monotonic()
-        time.sleep(3)
-
+    traffic, current, _, switched, back = switch_and_back(swap_url, {"task_id": task_id})
+    assert current["model"] == "canary"
     failures = [r for r in traffic.records if r[2] is not None]
     print(f"requests={len(traffic.records)} failures={len(failures)}")
     assert failures == []
@@ -169,3 +176,67 @@ def test_bad_switches_are_refused_and_the_old_model_keeps_serving(swap_url, stor
         assert words in resp.json()["error"]["message"]
     assert httpx.get(f"{swap_url}/api/finetune/current-model", timeout=30).json()["model"] == before
     assert ask(swap_url, stream=False)[0] == before
+
+
+def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_model_dir):
+    """A fine-tune served as merged weights: the engine loads them beside the base, traffic moves, the base retires."""
+    assert httpx.post(f"{swap_url}/api/finetune/switch-model", json={"model": "tiny-llama"}, timeout=300).status_code == 200
+    task_id = completed_task(store, tiny_model_dir, "merged-canary", CANARY_2)
+    base_text = ask(swap_url, stream=False)[1]
+    assert base_text != CANARY_2
+
+    traffic, current, started, switched, back = switch_and_back(swap_url, {"task_id": task_id, "serve_as": "merged"})
+    assert current["model"] == "merged-canary" and current["merged"] and current["served_as"] == "merged"
+    assert current["merged_path"].startswith(str(store.task_dir(task_id) / "merged"))
+    failures = [r for r in traffic.records if r[2] is not None]
+    before = [r[1] - r[0] for r in traffic.records if r[1] < started]
+    during = [r[1] - r[0] for r in traffic.records if r[1] >= started and r[0] <= back]
+    print(f"merged swap: requests={len(traffic.records)} failures={len(failures)} switch={switched - started:.1f}s "
+          f"longest before={max(before):.2f}s longest during the two switches={max(during):.2f}s")
+    assert failures == []
+    merged = [r for r in traffic.after(switched) if r[1] < back - 0.5]
+    assert merged and all(r[3] == "merged-canary" and r[4] == CANARY_2 for r in merged)
+    assert all(r[3] == "tiny-llama" and r[4] == base_text for r in traffic.after(back))
+
+
+def test_merged_finetune_replaces_the_base_and_persists(swap_url, store, tiny_model_dir):
+    from deployments.app import serving_state_for
+    from deployments.serving_state import load_state
+
+    task_id = completed_task(store, tiny_model_dir, "merged-again", CANARY_1)
+    resp = httpx.post(f"{swap_url}/api/finetune/switch-model", json={"model": task_id, "serve_as": "merged"},
+                      timeout=600)
+    assert resp.status_code == 200, resp.text
+    assert ask(swap_url, stream=True) == ("merged-again", CANARY_1)
+    assert ask(swap_url, stream=False, model="merged-again") == ("merged-again", CANARY_1)
+    names = {m["id"]: m for m in httpx.get(f"{swap_url}/v1/models", timeout=30).json()["data"]}
+    assert "merged-again" in names and "tiny-llama" not in names  # the engine holds the merged weights instead
+    resp = httpx.post(f"{swap_url}/v1/chat/completions", timeout=30, json={
+        "model": "tiny-llama", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4})
+    assert resp.status_code == 404 and "merged into its weights" in resp.json()["error"]["message"]
+    listed = {m["name"]: m for m in httpx.get(f"{swap_url}/api/finetune/models", timeout=30).json()}
+    assert listed["merged-again"]["current"] and listed["merged-again"]["source"].endswith(
+        load_state(get_settings().sage_home).merged["merged-again"].version)
+
+    # What a restart builds: the merged fine-tune is chosen again, and the engine starts on its weights.
+    state = load_state(get_settings().sage_home)
+    assert state.default_model == "merged-again" and state.merged["merged-again"].task_id == task_id
+    config = StudioConfig(models=[ModelConfig(name="tiny-llama", source=str(tiny_model_dir))], remote=None)
+    rebuilt = serving_state_for(config)
+    assert rebuilt.default_model == "merged-again"
+    assert rebuilt.engine_weights("tiny-llama")["path"] == state.merged["merged-again"].path
+
+    # A corrupt adapter is refused before anything is merged, and the merged model keeps serving.
+    corrupt = completed_task(store, tiny_model_dir, "merged-corrupt", CANARY_2)
+    (store.task_dir(corrupt) / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 100)
+    for body, status, words in [({"task_id": corrupt, "serve_as": "merged"}, 422, "corrupt"),
+                                ({"task_id": "ft-missing", "serve_as": "merged"}, 404, "does not exist"),
+                                ({"task_id": task_id, "serve_as": "weights"}, 422, "serve_as")]:
+        resp = httpx.post(f"{swap_url}/api/finetune/use-as-backend", json=body, timeout=120)
+        assert resp.status_code == status and words in resp.json()["error"]["message"], resp.text
+    assert not (store.task_dir(corrupt) / "merged").exists()
+    assert ask(swap_url, stream=False) == ("merged-again", CANARY_1)
+
+    assert httpx.post(f"{swap_url}/api/finetune/switch-model", json={"model": "tiny-llama"}, timeout=600).status_code == 200
+    assert ask(swap_url, stream=False)[0] == "tiny-llama"
+    assert load_state(get_settings().sage_home).merged == {}

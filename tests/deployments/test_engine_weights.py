@@ -1,0 +1,112 @@
+"""WeightSet: new weights load beside the serving ones, old ones retire once idle (fake engines, no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deployments.config import ModelConfig
+from deployments.engine_weights import WeightSet, WeightsNotLoadedError
+from deployments.engines.base import (
+    EngineInfo,
+    EngineUnavailableError,
+    GenerationChunk,
+    LLMEngine,
+)
+
+MERGED = {"name": "canary", "path": "/ckpt/merged/v1", "version": "v1"}
+
+
+class FakeEngine(LLMEngine):
+    def __init__(self, config: ModelConfig, load_s: float = 0.3, fail: bool = False):
+        self.config, self.load_s, self.fail, self.running = config, load_s, fail, False
+
+    async def start(self) -> None:
+        await asyncio.sleep(self.load_s)
+        if self.fail:
+            raise OSError(f"cannot read {self.config.source}")
+        self.running = True
+
+    async def generate(self, request):
+        await asyncio.sleep(0.05)
+        yield GenerationChunk(text=self.config.source, finish_reason="stop")
+
+    async def check_health(self) -> None:
+        if not self.running:
+            raise EngineUnavailableError("down")
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(model=self.config.name, engine="fake", max_model_len=64)
+
+    async def shutdown(self) -> None:
+        self.running = False
+
+
+def weight_set(fail: set[str] = frozenset(), grace_s: float = 0.3) -> tuple[WeightSet, list[FakeEngine]]:
+    made: list[FakeEngine] = []
+
+    def make(config: ModelConfig) -> FakeEngine:
+        made.append(FakeEngine(config, fail=config.source in fail))
+        return made[-1]
+
+    return WeightSet(ModelConfig(name="base", source="/ckpt/base"), make, grace_s=grace_s), made
+
+
+async def answer(ws: WeightSet, name=None, version=None) -> str:
+    async with ws.use(name, version) as engine:
+        return "".join([c.text async for c in engine.generate(None)])
+
+
+def test_switch_loads_in_background_then_retires_the_old_weights():
+    async def scenario():
+        ws, made = weight_set()
+        await ws.start(None)
+        ws.want([None, MERGED], {})  # step one: load beside
+        assert ws.status() == {"base": "ready", "canary@v1": "loading"}
+        assert await answer(ws) == "/ckpt/base"  # the base keeps answering while the merged weights load
+        assert await ws.wait(MERGED, 5) == "ready"
+        assert made[1].config.enable_lora is False
+        ws.want([MERGED], {})  # step two: the base retires, but still answers what was routed to it
+        assert ws.status()["base"] == "retiring"
+        assert await answer(ws) == "/ckpt/base"
+        assert await answer(ws, "canary", "v1") == "/ckpt/merged/v1"
+        await asyncio.sleep(1.2)
+        assert ws.status() == {"canary@v1": "ready"} and not made[0].running
+        with pytest.raises(WeightsNotLoadedError, match="base model 'base' is not loaded"):
+            await answer(ws)
+        await ws.check_health()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_for_loading_weights_waits_and_a_failed_load_keeps_the_old_ones():
+    async def scenario():
+        ws, _ = weight_set(fail={"/ckpt/merged/bad"})
+        await ws.start(None)
+        ws.want([None, MERGED], {})
+        assert await answer(ws, "canary", "v1") == "/ckpt/merged/v1"  # waited for the load, no error
+        bad = {"name": "bad", "path": "/ckpt/merged/bad", "version": "b"}
+        ws.want([None, bad], {})
+        status = await ws.wait(bad, 5)
+        assert status.startswith("failed: OSError: cannot read /ckpt/merged/bad")
+        with pytest.raises(EngineUnavailableError, match="could not be loaded"):
+            await answer(ws, "bad", "b")
+        ws.want([None], {})  # the rollback
+        await asyncio.sleep(1.2)
+        assert ws.status() == {"base": "ready"} and await answer(ws) == "/ckpt/base"
+
+    asyncio.run(scenario())
+
+
+def test_wanted_again_while_retiring_is_kept():
+    async def scenario():
+        ws, made = weight_set(grace_s=0.5)
+        await ws.start(None)
+        ws.want([MERGED], {})
+        ws.want([None], {})  # switched back before the base retired, and before the merged weights loaded
+        await asyncio.sleep(1.5)
+        assert ws.status() == {"base": "ready"}
+        assert made[0].running and not made[1].running
+
+    asyncio.run(scenario())
