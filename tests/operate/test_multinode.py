@@ -1,32 +1,50 @@
-"""Two Ray nodes on this machine: the head, and a second node offering a custom resource. An engine whose
-ModelConfig asks for that resource must run on the second node (proved from Ray's state API), and chat still
-works through the head's HTTP proxy."""
+"""Two Ray nodes on this machine: the head, and a second node offering custom resources (``llm_node`` and
+``train_node``). An engine whose ModelConfig asks for ``llm_node`` and a fine-tune whose ``worker_resources`` ask
+for ``train_node`` must both run on the second node (proved from Ray's state API); chat works through the head's
+HTTP proxy, and the fine-tune's checkpoints land in the storage path every node reaches (``SAGE_HOME``)."""
 
 from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
 from deployments.config import ModelConfig, StudioConfig
 from sage_studio import launcher, serve_rest
+from sage_studio.settings import get_settings
 
 from operate_helpers import alive_nodes, replica_actors, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
-def test_engine_is_placed_on_the_node_with_its_resource(run_id, tiny_model_dir, tmp_path):
-    rid, pids = run_id
-    head = launcher.start_ray_head(rid, tmp_path / "head.log", num_cpus=2, dashboard_port=0)
+@dataclass
+class TwoNodes:
+    dashboard_url: str
+    head_id: str
+    second_id: str
+    base_url: str
+
+
+@pytest.fixture(scope="module")
+def two_nodes(module_run_id, tiny_model_dir, tmp_path_factory):
+    """Head (2 CPUs) + a second node (2 CPUs, llm_node and train_node), with the studio deployed on them."""
+    rid, pids = module_run_id
+    logs = tmp_path_factory.mktemp("two_nodes")
+    head = launcher.start_ray_head(rid, logs / "head.log", num_cpus=2, dashboard_port=0)
     pids.append(head.pid)
-    worker = launcher.start_ray_worker(rid, head.gcs_address, tmp_path / "worker.log", num_cpus=2,
-                                       resources={"llm_node": 1}, dashboard_url=head.dashboard_url)
+    worker = launcher.start_ray_worker(rid, head.gcs_address, logs / "worker.log", num_cpus=2,
+                                       resources={"llm_node": 1, "train_node": 1}, dashboard_url=head.dashboard_url)
     pids.append(worker.pid)
     nodes = wait_for("two alive nodes", lambda: (n := alive_nodes(head.dashboard_url)) and len(n) == 2 and n,
                      timeout_s=60)
-    llm_node = next(n for n in nodes if n.resources_total.get("llm_node"))
+    second = next(n for n in nodes if n.resources_total.get("llm_node"))
     head_node = next(n for n in nodes if n.is_head_node)
-    assert llm_node.node_id != head_node.node_id
+    assert second.node_id != head_node.node_id
 
     model = ModelConfig(name="tiny-llama", source=str(tiny_model_dir), engine="transformers", max_model_len=512,
                         resources={"llm_node": 1})
@@ -36,14 +54,59 @@ def test_engine_is_placed_on_the_node_with_its_resource(run_id, tiny_model_dir, 
     serve_rest.deploy(client, launcher.serve_config(args, "127.0.0.1", port, None, "HeadOnly"))
     status = serve_rest.wait_running(client, launcher.APP_NAME, timeout_s=420)
     assert {d.name for d in status.deployments} == {"Gateway", "LLM-tiny-llama"}
+    yield TwoNodes(head.dashboard_url, head_node.node_id, second.node_id, f"http://127.0.0.1:{port}")
+    assert serve_rest.delete_all(client, timeout_s=120)
 
-    engine = replica_actors(head.dashboard_url, "studio", "LLM-tiny-llama")
-    assert len(engine) == 1 and engine[0].node_id == llm_node.node_id, "the engine runs where llm_node is"
-    gateway = replica_actors(head.dashboard_url, "studio", "Gateway")
+
+def test_engine_is_placed_on_the_node_with_its_resource(two_nodes):
+    engine = replica_actors(two_nodes.dashboard_url, "studio", "LLM-tiny-llama")
+    assert len(engine) == 1 and engine[0].node_id == two_nodes.second_id, "the engine runs where llm_node is"
+    gateway = replica_actors(two_nodes.dashboard_url, "studio", "Gateway")
     assert len(gateway) == 1  # no resource asked: wherever Ray put it, it reaches the engine on the other node
 
-    reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120, json={
+    reply = httpx.post(f"{two_nodes.base_url}/v1/chat/completions", timeout=120, json={
         "model": "sage-default", "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]})
     assert reply.status_code == 200, reply.text
     assert reply.json()["model"] == "tiny-llama"
-    assert serve_rest.delete_all(client, timeout_s=120)
+
+
+def train_workers(dashboard_url: str) -> list:
+    """Ray Train's worker actors, alive or finished (the state API keeps dead actors with their node)."""
+    from ray.util.state import list_actors
+
+    return list_actors(address=dashboard_url, filters=[("class_name", "=", "RayTrainWorker")], detail=True,
+                       raise_on_missing_output=False)
+
+
+def test_finetune_workers_run_on_the_node_with_their_resource(two_nodes):
+    rows = [{"instruction": f"Say the word number {i % 4}.", "output": ["alpha", "beta", "gamma", "delta"][i % 4]}
+            for i in range(16)]
+    with httpx.Client(base_url=two_nodes.base_url, timeout=300) as http:
+        r = http.post("/api/datasets", data={"model": "tiny-llama", "max_length": "64"},
+                      files={"file": ("toy.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())})
+        assert r.status_code == 201, r.text
+        task = http.post("/api/finetune/create", json={
+            "model": "tiny-llama", "dataset_id": r.json()["id"], "max_steps": 4, "batch_size": 4, "max_length": 64,
+            "checkpoint_every": 2, "worker_resources": {"train_node": 1}}).json()
+        assert task.get("state") == "queued", task
+        assert task["config"]["demand"] == {"CPU": 1, "train_node": 1}
+
+        seen: dict[str, str] = {}  # worker actor id → node id, while it runs and after
+        deadline = time.monotonic() + 900
+        while (task := http.get(f"/api/finetune/tasks/{task['id']}").json())["state"] not in (
+                "completed", "failed", "cancelled"):
+            assert time.monotonic() < deadline, f"the fine-tune did not finish: {task}"
+            try:
+                seen.update({a.actor_id: a.node_id for a in train_workers(two_nodes.dashboard_url)})
+            except Exception:  # noqa: BLE001 - the dashboard is busy; poll again
+                pass
+            time.sleep(2)
+    assert task["state"] == "completed", task
+    seen.update({a.actor_id: a.node_id for a in train_workers(two_nodes.dashboard_url)})
+    assert seen, "the state API shows no Ray Train worker"
+    assert set(seen.values()) == {two_nodes.second_id}, "every Train worker ran where train_node is"
+
+    # Checkpoints go to RunConfig.storage_path: the task's folder under SAGE_HOME, the path every node mounts.
+    task_dir = Path(get_settings().sage_home) / "studio_finetune" / task["id"]
+    assert sorted(p.name for p in (task_dir / "ray_train").glob("checkpoint_*")), "no checkpoint in the storage path"
+    assert (task_dir / "adapter" / "adapter_config.json").is_file()
