@@ -3,7 +3,9 @@ apply it.
 
 Only ``user_config`` changes, so Serve calls ``reconfigure`` on the live replicas instead of restarting them: the
 engine keeps its loaded weights, the adapter is loaded beside them, and no request waits for a model load
-(measured in ``bench/hotswap.py``; the reasons are in ``docs/design.md``).
+(measured in ``bench/hotswap.py``; the reasons are in ``docs/design.md``). A fine-tune served as merged weights is
+a new model: the engines load it in the background beside the current one (``deployments/engine_weights.py``), so
+that switch is two redeploys — engines first, then the gateway (``deployments/routers/models.py``).
 """
 
 from __future__ import annotations
