@@ -48,6 +48,7 @@ class StudioState(BaseModel):
     log_dir: str
     share_pid: int | None = None
     share_url: str | None = None
+    share_error: str | None = Field(None, description="Why --share made no link (the studio runs without one).")
     started_at: float = Field(default_factory=time.time)
 
     def public_host(self) -> str:

@@ -3,7 +3,8 @@
 The tunnel is Gradio's own (``gradio.networking.setup_tunnel``, the same one ``launch(share=True)`` opens), run
 in a small process we own so it outlives the CLI and ``stop`` ends it. The link exposes the whole port, so
 sharing always runs with an API key: the gateway requires it and the UI asks for it as its login.
-It needs internet access to Gradio's share server; without it ``start`` fails with that reason.
+It needs internet access to Gradio's share server; without it the studio still starts, with no link and the
+reason recorded in the state (``share_error``), which ``start`` and ``status`` print.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from sage_studio import processes
 URL_WAIT_S = 60
 
 
-def start_share(state, log_path: Path) -> tuple[int, str]:
-    """Start the tunnel process for ``state``'s HTTP port; returns (pid, public URL)."""
-    from sage_studio.launcher import LaunchError
+def start_share(state, log_path: Path) -> tuple[int | None, str | None]:
+    """Start the tunnel process for ``state``'s HTTP port; returns (pid, public URL).
 
+    When no link can be made (no network, Gradio's share server unreachable, no link in time) it returns
+    (None, None) and sets ``state.share_error`` to why: the studio runs on without a link."""
     url_file = log_path.with_suffix(".url")
     url_file.unlink(missing_ok=True)
     host = "127.0.0.1" if state.http_host in ("0.0.0.0", "::") else state.http_host
@@ -33,14 +35,23 @@ def start_share(state, log_path: Path) -> tuple[int, str]:
     deadline = time.monotonic() + URL_WAIT_S
     while time.monotonic() < deadline:
         if url_file.is_file() and url_file.read_text().strip():
+            state.share_error = None
             return pid, url_file.read_text().strip()
         if not processes.pid_alive(pid):
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-5:])
-            raise LaunchError(f"Could not open a Gradio share link (it needs internet access to Gradio's share "
-                              f"server):\n{tail}")
+            state.share_error = (f"the share link could not be made (it needs internet access to Gradio's share "
+                                 f"server): {_failure(log_path)}")
+            return None, None
         time.sleep(0.5)
     processes.terminate_owned(pid, "-none-", grace_s=5)
-    raise LaunchError(f"No Gradio share link after {URL_WAIT_S} s; see {log_path}.")
+    state.share_error = f"the share link could not be made: no link from Gradio after {URL_WAIT_S} s (see {log_path})"
+    return None, None
+
+
+def _failure(log_path: Path) -> str:
+    """The tunnel process's own last words (its ``share link failed: ...`` line)."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    failed = [line for line in lines if line.startswith("share link failed:")]
+    return (failed or lines or ["(no output)"])[-1]
 
 
 def new_login_key() -> str:

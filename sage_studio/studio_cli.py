@@ -21,6 +21,8 @@ err = Console(stderr=True, highlight=False)
 def _print_urls(state: launcher.StudioState) -> None:
     for name, url in state.urls().items():
         console.print(f"  {name + ':':<15} {url}")
+    if state.share_error:
+        console.print(f"  {'share link:':<15} [yellow]none[/yellow]: {state.share_error}")
     if state.gcs_address:
         console.print(f"  {'Ray address:':<15} {state.gcs_address}  (other nodes: ray start --address=...)")
 
@@ -61,6 +63,7 @@ def start(
     opts = StartOptions(host=host, port=port, llm=not no_llm, llm_model=llm_model, engine=engine,
                         use_finetuned=use_finetuned, share=share, address=address, ui=not no_ui, num_cpus=num_cpus,
                         dashboard_port=dashboard_port, proxy_location=proxy_location, timeout_s=timeout)
+    had_key = bool(launcher.get_settings().studio_api_key)
     interactive = console.is_terminal
     with console.status("starting the studio", spinner="dots") as spinner:
         last = [""]
@@ -83,6 +86,11 @@ def start(
             raise typer.Exit(1) from None
     console.print("[green]The studio is running.[/green]")
     _print_urls(state)
+    if share and not had_key:  # in a terminal the progress line that named it was only a spinner's text
+        from ui.app import LOGIN_USER
+
+        console.print(f"  {'API key:':<15} {launcher.get_settings().studio_api_key}  (generated for --share: the "
+                      f"gateway's bearer key, and the UI's password for user '{LOGIN_USER}')")
     console.print("Stop it with `sage studio stop`; follow its logs with `sage studio logs -f`.")
 
 
