@@ -62,7 +62,8 @@ async def http_stream(client: httpx.AsyncClient, model: str, prompt: str, max_to
             "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start, ttft, tokens = time.perf_counter(), None, 0
     async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
-        resp.raise_for_status()
+        if resp.status_code != 200:
+            raise RuntimeError(f"HTTP {resp.status_code}: {(await resp.aread()).decode()[:300]}")
         async for line in resp.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -148,8 +149,10 @@ def bench_gateway(model_path: str, args) -> dict[int, Result]:
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = StudioConfig(models=[ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048)],
-                          remote=None)
+    # The engine admits all 16 streams at once, as vLLM's server does: this measures the gateway's path, not the
+    # studio's CPU admission limit (which would queue half of them in Serve and double their TTFT by design).
+    model = ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048, max_ongoing_requests=16)
+    config = StudioConfig(models=[model], remote=None)
     serve.run(build_studio_app(config), name="studio", route_prefix="/")
     try:
         return asyncio.run(run_http(f"http://127.0.0.1:{port}", "bench", args))
@@ -189,11 +192,13 @@ def main() -> None:
 
         args.model = str(prepare_default_model())
 
-    results = {
-        "vllm_server": bench_vllm_server(args.model, args),
-        "engine_direct": bench_engine(args.model, args),
-        "gateway": bench_gateway(args.model, args),
-    }
+    results = {}
+    for name, bench in (("vllm_server", bench_vllm_server), ("engine_direct", bench_engine),
+                        ("gateway", bench_gateway)):
+        results[name] = bench(args.model, args)
+        for conc, r in results[name].items():  # printed as it comes: a later failure keeps what was measured
+            print(f"[{name}] {conc} streams: TTFT p50 {r.ttft_p50 * 1000:.1f} ms, {r.tokens_per_s:.1f} tokens/s",
+                  flush=True)
     print(f"\nmodel={args.model} max_tokens={args.max_tokens}")
     print(f"{'target':<15}{'streams':>8}{'TTFT p50 ms':>14}{'tokens/s':>11}")
     for name, by_conc in results.items():
