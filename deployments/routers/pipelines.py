@@ -214,6 +214,8 @@ async def import_pipeline(request: Request) -> VisualPipeline:
 async def list_files(request: Request) -> list[dict[str, Any]]:
     """Files in the pipeline files folder (what a file, JSON or CSV source with folder 'files' can read)."""
     root = pipeline_settings(_state(request).pipelines_home).files_dir
+    if not root.is_dir():  # nothing uploaded yet in this SAGE_HOME
+        return []
     return [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(root.iterdir()) if p.is_file()]
 
 
