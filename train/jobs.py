@@ -4,6 +4,11 @@ Why Ray Jobs: training never runs in the gateway process, a job outlives a resta
 status (to reconcile with), streamed logs (``tail_job_logs``) and ``stop_job`` for cancel. The manager is the only
 writer of task rows; a job writes files in its task folder (status.json, metrics.jsonl, result.json) that the
 manager folds into the row on each tick. A task whose Ray job is gone (cluster restarted) is marked failed.
+
+On a cluster with an autoscaler (``ray up``, ``ray start --autoscaling-config``), a task that the running nodes cannot
+hold but nodes the autoscaler may launch can, is queued rather than refused; while it waits at the head of the queue
+the manager asks the autoscaler for room for it (see ``train/autoscale.py``), and withdraws the request once the
+task's workers run (or it ends or is cancelled), so the nodes scale down when idle.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sage_studio.settings import DEFAULT_MODEL_NAME
+from train import autoscale
 from train.store import ACTIVE_STATES, FINAL_STATES, FinetuneStore, TaskRecord, new_id
 
 logger = logging.getLogger(__name__)
@@ -27,6 +33,7 @@ logger = logging.getLogger(__name__)
 JOB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "TOKENIZERS_PARALLELISM": "false"}
 SUBMIT_RETRY_S = 300.0
+AUTOSCALER_TTL_S = 120.0  # how long the autoscaler's node types (read from its config file) are trusted
 
 
 class FinetuneError(Exception):
@@ -118,6 +125,13 @@ def cluster_total() -> dict[str, float]:
     return dict(ray.cluster_resources())
 
 
+def node_totals() -> list[dict[str, float]]:
+    """Each alive node's total resources."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
 class JobManager:
     """Queue, submit, follow and cancel fine-tunes. ``start()`` runs ``tick()`` every ``interval_s`` in a thread."""
 
@@ -131,6 +145,9 @@ class JobManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        self._autoscaler: tuple[float, autoscale.Autoscaler | None] | None = None  # (when read, what)
+        self._nodes = autoscale.NodeRequest(f"sage-studio-finetune:{store.home}")  # what we asked the autoscaler
+        self._told_waiting: set[str] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> "JobManager":
@@ -143,6 +160,11 @@ class JobManager:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self._nodes.bundles:  # no studio left to use the nodes it asked for: let them scale down
+            try:
+                self._nodes.set([])
+            except Exception as exc:  # noqa: BLE001 - Ray may be going away too
+                logger.warning("could not withdraw the autoscaler request: %s", exc)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -157,14 +179,27 @@ class JobManager:
         total = cluster_total()
         use_gpu = request.use_gpu if request.use_gpu is not None else total.get("GPU", 0) >= 1
         need = self.demand(request.num_workers, request.cpus_per_worker, use_gpu, request.worker_resources)
-        for resource, amount in need.items():
-            if amount > total.get(resource, 0):
+        bundle = autoscale.worker_bundle(request.cpus_per_worker, use_gpu, request.worker_resources)
+        short = [(r, amount) for r, amount in need.items() if amount > total.get(r, 0)]
+        if short:  # more than the running nodes have: only an autoscaler that can launch the rest saves it
+            scaler = self.autoscaler()
+            if scaler is None:
+                resource, amount = short[0]
                 fix = ("lower num_workers or cpus_per_worker" if resource in ("CPU", "GPU")
                        else "lower num_workers or worker_resources, or add a node that offers it")
                 raise FinetuneError(
                     400,
                     f"This fine-tune needs {amount:g} {resource} ({request.num_workers} worker(s)) but the whole "
                     f"cluster has {total.get(resource, 0):g}: {fix}.",
+                )
+            room = autoscale.capacity(bundle, node_totals(), scaler)
+            if room < request.num_workers:
+                raise FinetuneError(
+                    400,
+                    f"This fine-tune needs {request.num_workers} worker(s) of {autoscale.fmt_resources(bundle)} "
+                    f"each, but the running nodes and every node the autoscaler may launch hold only {room}: lower "
+                    f"num_workers or what each worker asks for. Node types the autoscaler launches "
+                    f"({scaler.config_path}): {scaler.describe()}.",
                 )
         task_id = new_id("ft")
         task_dir = self.store.task_dir(task_id)
@@ -173,6 +208,7 @@ class JobManager:
             **request.model_dump(), "task_id": task_id, "use_gpu": use_gpu, "model_path": str(model_path),
             "dataset_path": str(self.store.dataset_file(dataset.id)), "format": dataset.format,
             "dataset_rows": dataset.rows_valid, "output_dir": str(task_dir), "demand": need,
+            "worker_bundle": bundle,
         }
         (task_dir / "task.json").write_text(json.dumps(config, indent=1))
         name = request.name or f"{Path(request.model).name} on {dataset.name}"
@@ -190,6 +226,19 @@ class JobManager:
             if amount > 0:
                 need[resource] = num_workers * amount
         return need
+
+    def autoscaler(self) -> autoscale.Autoscaler | None:
+        """This cluster's autoscaler (its launchable node types), None on a fixed cluster; re-read every few
+        minutes. A lookup that fails counts as no autoscaler until the next one."""
+        now = time.monotonic()
+        if self._autoscaler is None or now - self._autoscaler[0] > AUTOSCALER_TTL_S:
+            try:
+                found = autoscale.find_autoscaler()
+            except Exception as exc:  # noqa: BLE001 - unreadable config, head busy: behave as a fixed cluster
+                logger.warning("could not read the autoscaler's node types: %s", exc)
+                found = None
+            self._autoscaler = (now, found)
+        return self._autoscaler[1]
 
     def cancel(self, task_id: str) -> TaskRecord:
         task = self.store.get_task(task_id)
@@ -238,20 +287,42 @@ class JobManager:
 
     def _schedule(self) -> None:
         queued = self.store.list_tasks(("queued",))
-        if not queued:
-            return
-        free = cluster_free()
-        # Jobs we submitted that have not started their workers yet hold nothing in Ray's books: count them.
-        for task in self.store.list_tasks(("preparing",)):
-            for resource, amount in task.config.get("demand", {}).items():
-                free[resource] = free.get(resource, 0) - amount
-        for task in queued:  # strict FIFO: a big task at the head is never starved by small ones behind it
-            need = task.config.get("demand", {})
-            if any(free.get(r, 0) + 1e-9 < amount for r, amount in need.items()):
-                return
-            self._submit(task)
-            for r, amount in need.items():
-                free[r] = free.get(r, 0) - amount
+        preparing = self.store.list_tasks(("preparing",))
+        waiting = None
+        if queued:
+            free = cluster_free()
+            # Jobs we submitted that have not started their workers yet hold nothing in Ray's books: count them.
+            for task in preparing:
+                for resource, amount in task.config.get("demand", {}).items():
+                    free[resource] = free.get(resource, 0) - amount
+            for task in queued:  # strict FIFO: a big task at the head is never starved by small ones behind it
+                need = task.config.get("demand", {})
+                if any(free.get(r, 0) + 1e-9 < amount for r, amount in need.items()):
+                    waiting = task
+                    break
+                self._submit(task)
+                for r, amount in need.items():
+                    free[r] = free.get(r, 0) - amount
+            preparing = self.store.list_tasks(("preparing",))
+        self._ask_autoscaler(waiting, bool(preparing))
+
+    def _ask_autoscaler(self, waiting: TaskRecord | None, starting: bool) -> None:
+        """Ask the autoscaler for room for every active task plus the one at the head of the queue, when a node it
+        can launch would take that task's workers. The request stands while a submitted task has not started
+        its workers (a fresh node must not be scaled down under it) and is withdrawn once nothing waits."""
+        wanted = self._nodes.bundles if starting else []
+        if waiting is not None:
+            scaler = self.autoscaler()
+            bundle = _bundle(waiting)
+            if scaler is not None and any(autoscale.fits(bundle, t.resources) for t in scaler.node_types):
+                wanted = [b for task in self.store.list_tasks(("preparing", "training")) for b in _bundles(task)]
+                wanted += _bundles(waiting)
+                if waiting.id not in self._told_waiting:
+                    self._told_waiting.add(waiting.id)
+                    self._log(waiting.id, f"waiting for nodes: asked the autoscaler for room for "
+                                          f"{len(_bundles(waiting))} worker(s) of {autoscale.fmt_resources(bundle)}")
+        if self._nodes.set(wanted):
+            logger.info("asked the autoscaler for room for %s", wanted or "nothing (request withdrawn)")
 
     def _submit(self, task: TaskRecord) -> None:
         job_id = f"sage-ft-{task.id}"
@@ -361,6 +432,18 @@ class JobManager:
             if path.is_file():
                 return path.read_text(errors="replace")
         return ""
+
+
+def _bundle(task: TaskRecord) -> dict[str, float]:
+    """One worker's resources (tasks recorded before ``worker_bundle`` existed: from the request's fields)."""
+    c = task.config
+    if "worker_bundle" in c:
+        return c["worker_bundle"]
+    return autoscale.worker_bundle(c.get("cpus_per_worker", 1), bool(c.get("use_gpu")), c.get("worker_resources"))
+
+
+def _bundles(task: TaskRecord) -> list[dict[str, float]]:
+    return [_bundle(task)] * int(task.config.get("num_workers", 1))
 
 
 def _read_json(path: Path) -> dict:

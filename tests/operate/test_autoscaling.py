@@ -1,12 +1,16 @@
 """The autoscaling path, for real, on Ray's fake multi-node provider: node types mirror cluster.yaml (fake GPUs
-included). Deploying the studio with a GPU engine launches a gpu.serve node on demand, the engine replica lands on
-it, and the node is removed again once the app is gone and the node idle."""
+included), no worker node runs at first. Deploying the studio with a GPU engine launches a gpu.serve node and the
+engine replica lands on it; a fine-tune whose workers ask for ``train_gpu`` is queued (not refused), the job manager
+asks the autoscaler for a gpu.train node, the Train workers run there, and that node is removed once the task is done
+and the node idle, while the serving node stays; deleting the app removes the serving node too."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import ray
@@ -14,8 +18,9 @@ import yaml
 
 from deployments.config import ModelConfig, StudioConfig
 from sage_studio import launcher, serve_rest
+from sage_studio.settings import get_settings
 
-from operate_helpers import alive_nodes, replica_actors, wait_for
+from operate_helpers import alive_nodes, follow_finetune, replica_actors, upload_toy_dataset, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -49,8 +54,19 @@ def fake_cluster_config(gcs_address: str) -> dict:
     return config
 
 
-def test_gpu_engine_scales_a_gpu_node_up_and_down(run_id, tiny_model_dir, tmp_path):
-    rid, pids = run_id
+@dataclass
+class FakeCluster:
+    dashboard_url: str
+    base_url: str
+    client: object  # the Serve REST client
+
+
+@pytest.fixture(scope="module")
+def fake_cluster(module_run_id, tiny_model_dir, tmp_path_factory):
+    """The fake autoscaling cluster (a head only, at first) with the studio deployed: its GPU engine asks for a
+    gpu.serve node."""
+    rid, pids = module_run_id
+    tmp_path = tmp_path_factory.mktemp("autoscaling")
     gcs_port = launcher.free_port()
     config = fake_cluster_config(f"{launcher.node_ip()}:{gcs_port}")
     jsonschema.validate(config, json.loads((Path(ray.__file__).parent / "autoscaler/ray-schema.json").read_text()))
@@ -67,16 +83,62 @@ def test_gpu_engine_scales_a_gpu_node_up_and_down(run_id, tiny_model_dir, tmp_pa
                         num_cpus=1, num_gpus=1, resources={"serve_gpu": 1})
     args = StudioConfig(models=[model], remote=None).model_dump(mode="json")
     client = serve_rest.serve_client(head.dashboard_url)
-    serve_rest.deploy(client, launcher.serve_config(args, "127.0.0.1", launcher.free_port(), None, "HeadOnly"))
+    port = launcher.free_port()
+    serve_rest.deploy(client, launcher.serve_config(args, "127.0.0.1", port, None, "HeadOnly"))
     serve_rest.wait_running(client, launcher.APP_NAME, timeout_s=480)
+    yield FakeCluster(head.dashboard_url, f"http://127.0.0.1:{port}", client)
+    serve_rest.delete_all(client, timeout_s=120)
 
-    nodes = alive_nodes(head.dashboard_url)
-    gpu_nodes = [n for n in nodes if n.resources_total.get("GPU")]
+
+def _nodes_with(dashboard_url: str, resource: str) -> list:
+    return [n for n in alive_nodes(dashboard_url) if n.resources_total.get(resource)]
+
+
+def test_gpu_engine_lands_on_a_launched_gpu_node(fake_cluster):
+    gpu_nodes = _nodes_with(fake_cluster.dashboard_url, "GPU")
     assert len(gpu_nodes) == 1 and gpu_nodes[0].resources_total.get("serve_gpu") == 1, "a gpu.serve node was launched"
-    assert not any(n.resources_total.get("train_gpu") for n in nodes), "no training node: nothing asked for one"
-    engine = replica_actors(head.dashboard_url, "studio", "LLM-tiny-llama")
+    assert not _nodes_with(fake_cluster.dashboard_url, "train_gpu"), "no training node: nothing asked for one"
+    engine = replica_actors(fake_cluster.dashboard_url, "studio", "LLM-tiny-llama")
     assert len(engine) == 1 and engine[0].node_id == gpu_nodes[0].node_id, "the GPU replica runs on the GPU node"
 
-    assert serve_rest.delete_all(client, timeout_s=120)
-    wait_for("the idle GPU node to be removed",
-             lambda: not any(n.resources_total.get("GPU") for n in alive_nodes(head.dashboard_url)), timeout_s=240)
+
+def test_finetune_launches_a_train_node_that_scales_down_when_idle(fake_cluster):
+    url = fake_cluster.dashboard_url
+    assert not _nodes_with(url, "train_gpu"), "no gpu.train node before the fine-tune"
+    train_nodes: set[str] = set()  # every gpu.train node seen alive while the task runs
+
+    def note_train_nodes() -> None:
+        train_nodes.update(n.node_id for n in _nodes_with(url, "train_gpu"))
+
+    # use_gpu off: the fake GPUs are only a resource label; torch on this machine has no CUDA.
+    spec = {"model": "tiny-llama", "max_steps": 4, "batch_size": 4, "max_length": 64, "checkpoint_every": 2,
+            "use_gpu": False}
+    with httpx.Client(base_url=fake_cluster.base_url, timeout=300) as http:
+        dataset_id = upload_toy_dataset(http)
+        # No node type offers 2 train_gpu: refused at once, naming what the autoscaler can launch.
+        r = http.post("/api/finetune/create", json={**spec, "dataset_id": dataset_id,
+                                                    "worker_resources": {"train_gpu": 2}})
+        assert r.status_code == 400 and "gpu.train (1 CPU, 1 GPU, 1 train_gpu, up to 1)" in r.text, r.text
+        # One that only a gpu.train node, not yet launched, can hold: queued, not refused.
+        task = http.post("/api/finetune/create", json={**spec, "dataset_id": dataset_id,
+                                                       "worker_resources": {"train_gpu": 1}}).json()
+        assert task.get("state") == "queued", task
+        assert task["config"]["demand"] == {"CPU": 1, "train_gpu": 1}
+        task, seen = follow_finetune(http, url, task["id"], timeout_s=900, on_poll=note_train_nodes)
+    assert task["state"] == "completed", task
+    log = (Path(get_settings().sage_home) / "studio_finetune" / task["id"] / "train.log").read_text()
+    assert "asked the autoscaler for room for 1 worker(s) of 1 CPU, 1 train_gpu" in log, log
+
+    assert len(train_nodes) == 1, f"one gpu.train node was launched for the task: {train_nodes}"
+    assert seen, "the state API shows no Ray Train worker"
+    assert set(seen.values()) == train_nodes, "every Train worker ran on the launched gpu.train node"
+
+    # The request is withdrawn once the workers run: the idle training node goes, the busy serving node stays.
+    wait_for("the idle gpu.train node to be removed", lambda: not _nodes_with(url, "train_gpu"), timeout_s=240)
+    assert len(_nodes_with(url, "serve_gpu")) == 1, "the gpu.serve node still runs the engine"
+
+
+def test_idle_gpu_node_is_removed_once_the_app_is_gone(fake_cluster):
+    assert serve_rest.delete_all(fake_cluster.client, timeout_s=120)
+    wait_for("the idle GPU node to be removed", lambda: not _nodes_with(fake_cluster.dashboard_url, "GPU"),
+             timeout_s=240)

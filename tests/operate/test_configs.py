@@ -131,3 +131,18 @@ def test_start_puts_the_key_in_a_0600_file_and_only_its_path_in_the_config(sage_
 
     again = deploy_config(state, StartOptions(port=8123), args, None)  # a start without a key
     assert not key_file.exists() and all("runtime_env" not in app for app in again["applications"])
+
+
+def test_the_finetune_manager_reads_which_nodes_cluster_yaml_can_launch():
+    from train import autoscale
+
+    scaler = autoscale.parse_config(_load("cluster.yaml"), "cluster.yaml")
+    assert {t.name: t.max_workers for t in scaler.node_types} == {"gpu.serve": 4, "gpu.train": 4}, "head excluded"
+    head = _load("cluster.yaml")["available_node_types"]["ray.head.default"]["resources"]
+    on_train_gpus = autoscale.worker_bundle(4, True, {"train_gpu": 1})
+    assert [autoscale.fits(on_train_gpus, t.resources) for t in scaler.node_types] == [0, 1]
+    assert autoscale.capacity(on_train_gpus, [head], None) == 0, "a fixed cluster with only the head holds none"
+    assert autoscale.capacity(on_train_gpus, [head], scaler) == 4, "one per gpu.train node, at most 4 of them"
+    # The cluster-wide max_workers caps the launches too: 7 workers already up leave room for one more node.
+    assert autoscale.capacity(on_train_gpus, [head] + [{"CPU": 4}] * 7, scaler) == 1
+    assert autoscale.capacity(autoscale.worker_bundle(9, False, None), [head], scaler) == 0, "no node has 9 CPUs"

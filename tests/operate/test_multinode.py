@@ -5,8 +5,6 @@ HTTP proxy, and the fine-tune's checkpoints land in the storage path every node 
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from deployments.config import ModelConfig, StudioConfig
 from sage_studio import launcher, serve_rest
 from sage_studio.settings import get_settings
 
-from operate_helpers import alive_nodes, replica_actors, wait_for
+from operate_helpers import alive_nodes, follow_finetune, replica_actors, upload_toy_dataset, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -70,39 +68,15 @@ def test_engine_is_placed_on_the_node_with_its_resource(two_nodes):
     assert reply.json()["model"] == "tiny-llama"
 
 
-def train_workers(dashboard_url: str) -> list:
-    """Ray Train's worker actors, alive or finished (the state API keeps dead actors with their node)."""
-    from ray.util.state import list_actors
-
-    return list_actors(address=dashboard_url, filters=[("class_name", "=", "RayTrainWorker")], detail=True,
-                       raise_on_missing_output=False)
-
-
 def test_finetune_workers_run_on_the_node_with_their_resource(two_nodes):
-    rows = [{"instruction": f"Say the word number {i % 4}.", "output": ["alpha", "beta", "gamma", "delta"][i % 4]}
-            for i in range(16)]
     with httpx.Client(base_url=two_nodes.base_url, timeout=300) as http:
-        r = http.post("/api/datasets", data={"model": "tiny-llama", "max_length": "64"},
-                      files={"file": ("toy.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())})
-        assert r.status_code == 201, r.text
         task = http.post("/api/finetune/create", json={
-            "model": "tiny-llama", "dataset_id": r.json()["id"], "max_steps": 4, "batch_size": 4, "max_length": 64,
-            "checkpoint_every": 2, "worker_resources": {"train_node": 1}}).json()
+            "model": "tiny-llama", "dataset_id": upload_toy_dataset(http), "max_steps": 4, "batch_size": 4,
+            "max_length": 64, "checkpoint_every": 2, "worker_resources": {"train_node": 1}}).json()
         assert task.get("state") == "queued", task
         assert task["config"]["demand"] == {"CPU": 1, "train_node": 1}
-
-        seen: dict[str, str] = {}  # worker actor id → node id, while it runs and after
-        deadline = time.monotonic() + 900
-        while (task := http.get(f"/api/finetune/tasks/{task['id']}").json())["state"] not in (
-                "completed", "failed", "cancelled"):
-            assert time.monotonic() < deadline, f"the fine-tune did not finish: {task}"
-            try:
-                seen.update({a.actor_id: a.node_id for a in train_workers(two_nodes.dashboard_url)})
-            except Exception:  # noqa: BLE001 - the dashboard is busy; poll again
-                pass
-            time.sleep(2)
+        task, seen = follow_finetune(http, two_nodes.dashboard_url, task["id"], timeout_s=900)
     assert task["state"] == "completed", task
-    seen.update({a.actor_id: a.node_id for a in train_workers(two_nodes.dashboard_url)})
     assert seen, "the state API shows no Ray Train worker"
     assert set(seen.values()) == {two_nodes.second_id}, "every Train worker ran where train_node is"
 
