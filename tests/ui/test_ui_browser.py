@@ -17,6 +17,8 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.browser
 
 TABS = ["Chat", "Pipelines", "Fine-tune", "Models", "Memory", "System"]
+# A reply of the CPU engine, or a pipeline run, on a loaded 2-core machine (seconds when it is idle).
+REPLY_MS = 120_000
 # Records the length of the last assistant bubble on every DOM change, to see the reply grow while it streams.
 WATCH_STREAM = """() => {
   window.__replyLengths = [];
@@ -57,24 +59,24 @@ def test_chat_session_streams_renames_and_deletes(studio_page, ui_studio):
     page.evaluate(WATCH_STREAM)
     send(page, "Tell me about Ray Serve")
     # The reply ends when the status names the model and the list shows the title taken from the first message.
-    expect(page.locator("#chat-status")).to_contain_text("Answered by tiny-llama", timeout=60_000)
+    expect(page.locator("#chat-status")).to_contain_text("Answered by tiny-llama", timeout=REPLY_MS)
     expect(page.locator("#chat-sessions label.selected")).to_have_text("Tell me about Ray Serve")
     lengths = [n for n in page.evaluate("window.__replyLengths") if n > 0]
     assert len(set(lengths)) >= 3, f"the reply did not grow while streaming: {lengths}"
 
-    stored = httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).json()
+    stored = httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=60).json()
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
     assert stored["messages"][1]["content"].strip()
 
     fill(page, "chat-title", "Ray questions")
     page.locator("#chat-rename").click()
     expect(page.locator("#chat-sessions label.selected")).to_have_text("Ray questions")
-    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).json()["title"] == "Ray questions"
+    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=60).json()["title"] == "Ray questions"
 
     page.locator("#chat-delete").click()
     expect(page.locator("#chat-status")).to_contain_text("Conversation deleted")
     expect(page.locator("#chat-sessions label", has_text="Ray questions")).to_have_count(0)
-    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=10).status_code == 404
+    assert httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=60).status_code == 404
     assert studio_page.console_errors == []
 
 
@@ -92,7 +94,7 @@ def test_dataset_with_errors_gets_a_readable_report(studio_page, ui_studio, tmp_
     page = studio_page.open(ui_studio.ui_url).page
     studio_page.tab("Fine-tune")
     # Token statistics use the base model picked in the form, filled in when the tab opens.
-    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r", timeout=30_000)
+    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r")
     page.locator("#ft-upload input[type=file]").set_input_files(str(path))
     report = page.locator("#ft-report")
     expect(report).to_contain_text("2 of 5 rows have problems", timeout=120_000)
@@ -130,7 +132,7 @@ def test_two_node_pipeline_from_the_palette_runs(studio_page, ui_studio):
 
     fill(page, "pl-input", "what is Ray?")
     page.locator("#pl-run").click()
-    expect(page.locator("#pl-run-status")).to_contain_text("Ran in", timeout=60_000)
+    expect(page.locator("#pl-run-status")).to_contain_text("Ran in", timeout=REPLY_MS)
     results = page.locator("#pl-results")
     expect(results).to_contain_text("Question: what is Ray?")
     expect(results).to_contain_text("text_input_1")
@@ -140,7 +142,7 @@ def test_two_node_pipeline_from_the_palette_runs(studio_page, ui_studio):
     page.locator("#pl-python").click()
     expect(page.locator("#pl-status")).to_contain_text(".py is ready to download")
     expect(page.locator("#pl-python-code")).to_contain_text("text_template")
-    saved = httpx.get(f"{ui_studio.gateway_url}/api/pipelines", timeout=10).json()
+    saved = httpx.get(f"{ui_studio.gateway_url}/api/pipelines", timeout=60).json()
     assert any(p["nodes"] == 2 and p["connections"] == 1 for p in saved)
     assert studio_page.console_errors == []
 
@@ -152,7 +154,7 @@ def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_p
 
     page = studio_page.open(ui_studio.ui_url).page
     studio_page.tab("Fine-tune")
-    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r", timeout=30_000)
+    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r")
     page.locator("#ft-upload input[type=file]").set_input_files(str(path))
     expect(page.locator("#ft-report")).to_contain_text("16 of 16 rows are valid", timeout=120_000)
     for elem_id, value in {"ft-name": "codeword", "ft-steps": "4", "ft-batch": "4", "ft-maxlen": "64",
@@ -165,21 +167,21 @@ def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_p
     # The table refreshes by itself every few seconds until the Ray Train run is done (about a minute on an idle
     # 2-core machine; the bound is for a loaded one).
     expect(table).to_contain_text("completed", timeout=480_000)
-    expect(page.locator("#ft-log")).to_contain_text("step", timeout=30_000)
+    expect(page.locator("#ft-log")).to_contain_text("step")
     expect(page.locator("#ft-loss canvas, #ft-loss svg").first).to_be_visible()
     task_id = re.search(r"\((ft[^)]+)\)", page.locator("#ft-task input").input_value()).group(1)
-    points = httpx.get(f"{ui_studio.gateway_url}/api/finetune/tasks/{task_id}/metrics", timeout=10).json()["points"]
+    points = httpx.get(f"{ui_studio.gateway_url}/api/finetune/tasks/{task_id}/metrics", timeout=60).json()["points"]
     assert len(points) == 4
 
     page.locator("#ft-backend").click()
     expect(page.locator("#ft-task-status")).to_contain_text("The chat now uses", timeout=180_000)
-    current = httpx.get(f"{ui_studio.gateway_url}/api/finetune/current-model", timeout=10).json()
+    current = httpx.get(f"{ui_studio.gateway_url}/api/finetune/current-model", timeout=60).json()
     assert current["task_id"] == task_id
 
     studio_page.tab("Chat")
     page.locator("#chat-new").click()
     send(page, "Say the code word 3.")
-    expect(page.locator("#chat-status")).to_contain_text(f"Answered by {current['model']}", timeout=60_000)
+    expect(page.locator("#chat-status")).to_contain_text(f"Answered by {current['model']}", timeout=REPLY_MS)
     assert studio_page.console_errors == []
 
 
@@ -188,24 +190,27 @@ def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
     # Something in every tab for the pictures: a conversation (memory stats) and a template in the editor.
     page.locator("#chat-new").click()
     send(page, "What is SAGE Studio?")
-    expect(page.locator("#chat-status")).to_contain_text("Answered by", timeout=60_000)
+    expect(page.locator("#chat-status")).to_contain_text("Answered by", timeout=REPLY_MS)
     studio_page.tab("Pipelines")
     pick(page, "pl-template", "RAG Q&A over the studio docs")
     page.locator("#pl-use-template").click()
     expect(page.locator("#pipeline-graph .sage-node")).to_have_count(8)
     expect(page.locator("#pipeline-graph .sage-edge")).to_have_count(8)
+    # What each tab's own load event (run when the tab opens) paints: the picture is taken once it is there.
     checks = {
-        "Chat": "#chat-bot",
-        "Pipelines": "#pl-operator",
-        "Fine-tune": "#ft-tasks",
-        "Models": "#models-available .sage-card",
-        "Memory": "#memory-stats .sage-bar",
-        "System": "#system-resources .sage-card",
+        "Chat": ('#chat-bot [data-testid="bot"]', None),
+        "Pipelines": ("#pl-operator input", None),
+        "Fine-tune": ("#ft-recommendation", "LoRA r"),
+        "Models": ("#models-available .sage-card", None),
+        "Memory": ("#memory-stats .sage-bar", None),
+        "System": ("#system-resources .sage-card", None),
     }
     for name in TABS:
         studio_page.tab(name)
-        expect(page.locator(checks[name]).first).to_be_visible()
-        page.wait_for_timeout(500)  # let the tab's load event paint before the picture
+        selector, text = checks[name]
+        expect(page.locator(selector).first).to_be_visible()
+        if text:
+            expect(page.locator(selector).first).to_contain_text(text)
         assert studio_page.screenshot(f"ui-{name.lower()}").stat().st_size > 10_000
     expect(page.locator("#system-dashboard a")).to_have_attribute("href", ui_studio.dashboard_url)
     assert studio_page.console_errors == []
@@ -221,7 +226,7 @@ def test_chat_says_why_when_the_engine_is_stopped(studio_page, ui_studio, deploy
     try:
         send(page, "Are you there?")
         bubble = page.locator('#chat-bot [data-testid="bot"]').last
-        expect(bubble).to_contain_text("No reply", timeout=60_000)
+        expect(bubble).to_contain_text("No reply", timeout=REPLY_MS)
         expect(bubble).to_contain_text("No LLM engine is available")
         expect(page.locator("#chat-status")).to_contain_text("No LLM engine is available")
         # The rest of the UI keeps working.
