@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.config import StudioConfig
 from deployments.engines.base import EngineUnavailableError
-from deployments.model_router import EngineDownError, ModelNotFoundError, ModelRouter
+from deployments.model_router import EngineBusyError, EngineDownError, ModelNotFoundError, ModelRouter
 from deployments.security import install_security
 
 logger = logging.getLogger("ray.serve")
@@ -61,6 +61,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EngineDownError)
     async def _down(_: Request, exc: EngineDownError):
         return error_response(503, str(exc), {"Retry-After": "10"})
+
+    @app.exception_handler(EngineBusyError)
+    async def _busy(_: Request, exc: EngineBusyError):
+        # Back-pressure: the status (503 or 429) and Retry-After of the engine deployment's backpressure_config.
+        retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+        return error_response(exc.status_code, str(exc), retry)
 
     @app.exception_handler(ValueError)
     async def _value(_: Request, exc: ValueError):

@@ -22,10 +22,25 @@ def engine_deployment_name(model_name: str) -> str:
     return "LLM-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
 
 
+def _app_env_vars() -> dict[str, str]:
+    """The ``env_vars`` of the application's ``runtime_env`` (the Serve config's), as the builder sees them.
+
+    Serve gives a deployment that sets its own ``runtime_env`` that one alone, without the application's env_vars
+    (Ray 2.60, for deployments the config does not list), and every deployment here sets its own. So the builder
+    merges them, as Serve's docs say it should: ``SAGE_STUDIO_API_KEY_FILE``, which ``sage studio start`` passes
+    at the application level, then reaches the gateway. Not connected to Ray (a config check): none.
+    """
+    import ray
+
+    if not ray.is_initialized():  # get_runtime_context() would connect to (or start) a cluster
+        return {}
+    return dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+
+
 def _engine_env(model: ModelConfig, config: StudioConfig) -> dict[str, str]:
     # vLLM's engine and workers are child processes of the replica that pin their own threads; Ray's num_cpus is
     # bookkeeping only, so the CPU budget has to reach vLLM through its own variables.
-    env = {"SAGE_HOME": config.sage_home}
+    env = _app_env_vars() | {"SAGE_HOME": config.sage_home}
     if model.num_gpus == 0:
         env |= {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
     return env
@@ -83,7 +98,8 @@ def build_studio_app(config: StudioConfig) -> Application:
         user_config=state.gateway_user_config(),
         num_replicas=config.gateway.num_replicas,
         max_ongoing_requests=config.gateway.max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"SAGE_HOME": config.sage_home}}},
+        ray_actor_options={"num_cpus": 0,
+                           "runtime_env": {"env_vars": _app_env_vars() | {"SAGE_HOME": config.sage_home}}},
     )
     return gateway.bind(config.model_dump(), engines)
 

@@ -11,9 +11,11 @@ from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_se
 
 EngineKind = Literal["auto", "vllm", "transformers", "remote"]
 
-# Engine request limits (ModelConfig.serve_limits). The CPU ones are measured with SmolLM2-135M on vLLM-CPU on a
-# 2-core host (docs/reliability.md#back-pressure); the GPU ones are Serve's usual LLM values.
-CPU_MAX_ONGOING, CPU_MAX_QUEUED, CPU_RETRY_AFTER_S = 8, 16, 5.0
+# Engine request limits (ModelConfig.serve_limits). The CPU ones come from SmolLM2-135M on vLLM-CPU on a 2-core host
+# (docs/reliability.md#back-pressure): ~0.26 requests/s at 8 streams, and no more at 16 or 32, only slower. 8 queued
+# then wait ~30 s, inside the gateway's 60 s first-output timeout. The GPU ones (not measured here) keep the earlier
+# 64 ongoing, with a queue of twice that.
+CPU_MAX_ONGOING, CPU_MAX_QUEUED, RETRY_AFTER_S = 8, 8, 5.0
 GPU_MAX_ONGOING, GPU_MAX_QUEUED = 64, 128
 
 
@@ -71,20 +73,22 @@ class ModelConfig(BaseModel):
         None,
         ge=1,
         description=f"Requests one replica runs at once; Serve queues the rest. Unset: {GPU_MAX_ONGOING} with a GPU, "
-        f"{CPU_MAX_ONGOING} on CPU, where vLLM's throughput stops growing past about that many streams "
-        "(docs/reliability.md#back-pressure) and more only make every request slower.",
+        f"{CPU_MAX_ONGOING} on CPU: there vLLM's throughput stops growing at about 8 streams (SmolLM2 on 2 cores: "
+        "0.26 requests/s at 8, 0.28 at 16 and 32), and more streams only make every request slower "
+        "(docs/reliability.md#back-pressure).",
     )
     max_queued_requests: int | None = Field(
         None,
         ge=-1,
         description=f"Requests each caller (gateway replica) queues for this engine once max_ongoing_requests are "
         f"running; past it they are refused at once with 503 + Retry-After instead of waiting. -1: no limit. Unset: "
-        f"{GPU_MAX_QUEUED} with a GPU, {CPU_MAX_QUEUED} on CPU: about what a CPU engine drains well within the "
-        "gateway's 60 s first-output timeout, so a queued request is answered rather than timed out.",
+        f"{GPU_MAX_QUEUED} with a GPU, {CPU_MAX_QUEUED} on CPU: what a CPU engine drains in about 30 s, so a queued "
+        "request still gets its first output within the gateway's 60 s first_chunk_timeout_s.",
     )
     retry_after_s: float = Field(
-        CPU_RETRY_AFTER_S, gt=0, le=3600,
-        description="Retry-After (seconds) of a refusal when the queue is full: about the time a request takes.",
+        RETRY_AFTER_S, gt=0, le=3600,
+        description="Retry-After (seconds) of a refusal when the queue is full: about the time one slot of the "
+        "queue takes to free up (on CPU, 1 / 0.26 requests/s ≈ 4 s).",
     )
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
     enforce_eager: bool = Field(True, description="Skip graph capture: much faster start-up on CPU.")

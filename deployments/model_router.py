@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -31,6 +32,20 @@ class ModelNotFoundError(LookupError):
 
 class EngineDownError(RuntimeError):
     """No engine can answer: the local one is down and no remote endpoint is configured."""
+
+
+class EngineBusyError(RuntimeError):
+    """The engine's queue is full: Serve refused the request at the gateway's handle (``BackPressureError``).
+
+    Serve installs its own plain-text handler for ``BackPressureError`` on every ingress app, over ours, so the
+    gateway answers this error instead: the engine deployment's ``backpressure_config`` status and Retry-After,
+    in OpenAI's error shape."""
+
+    def __init__(self, model: str, refusal: BackPressureError):
+        self.status_code = refusal.status_code
+        self.retry_after_s = None if refusal.retry_after_s is None else math.ceil(refusal.retry_after_s)
+        wait = f"Retry in {self.retry_after_s} s." if self.retry_after_s is not None else "Retry shortly."
+        super().__init__(f"The model '{model}' is at capacity and its queue is full. {refusal.message} {wait}")
 
 
 @dataclass(frozen=True)
@@ -140,9 +155,10 @@ class ModelRouter:
         except AdapterNotFoundError as exc:
             raise ModelNotFoundError(str(exc)) from exc
         except (EngineUnavailableError, RayActorError, BackPressureError, asyncio.TimeoutError) as exc:
-            stream.cancel()
+            if not isinstance(exc, BackPressureError):  # a refused request was never assigned: nothing to cancel,
+                stream.cancel()  # and cancel() would raise the refusal again
             if self.remote is None and isinstance(exc, BackPressureError):
-                raise  # the engine's queue is full: the gateway answers 503/429 with Retry-After (security.py)
+                raise EngineBusyError(target.model, exc) from None
             if self.remote is None and isinstance(exc, asyncio.TimeoutError):
                 # The engine is up but saturated: say so, rather than claim it is not running.
                 raise EngineDownError(

@@ -12,20 +12,17 @@ what a client sees when the engine replica answering it dies.
   Multipart uploads get the larger ``max_upload_bytes``; the upload routes cap each file again as they copy it.
 - **CORS.** No origin is allowed unless ``gateway.cors_origins`` names it (Starlette's ``CORSMiddleware``).
 - **Engine faults.** A replica that dies under a request (Serve restarts it) is a 503 with ``Retry-After``,
-  not a 500. Back-pressure (an engine's ``max_queued_requests`` reached: Serve's ``BackPressureError``) is the
-  engine deployment's ``backpressure_config`` status (503 or 429) with its ``Retry-After``, in OpenAI's error
-  shape.
+  not a 500. Back-pressure (an engine's ``max_queued_requests`` reached) is ``model_router.EngineBusyError``,
+  answered in ``api.py`` with the engine deployment's ``backpressure_config`` status and ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import math
 
 from fastapi import FastAPI, HTTPException, Request
 from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -160,20 +157,6 @@ def install_security(app: FastAPI, config: StudioConfig) -> None:
     logger.info("gateway security: api key %s, body limit %s, upload limit %s, CORS origins %s",
                 "required" if api_key else "off", _human(gateway.max_body_bytes), _human(gateway.max_upload_bytes),
                 gateway.cors_origins or "none")
-
-    @app.exception_handler(BackPressureError)
-    async def _engine_busy(_: Request, exc: BackPressureError):
-        # Serve refused the request at the engine's handle: its max_queued_requests are taken. The status and
-        # Retry-After are the engine deployment's backpressure_config (deployments/app.py).
-        from deployments.api import error_response
-
-        retry = None if exc.retry_after_s is None else math.ceil(exc.retry_after_s)
-        wait = f"Retry in {retry} s" if retry is not None else "Retry shortly"
-        return error_response(
-            exc.status_code,
-            f"The model's engine is at capacity and its queue is full. {exc.message} {wait}.",
-            {"Retry-After": str(retry)} if retry is not None else None,
-        )
 
     @app.exception_handler(RayActorError)
     async def _engine_died(_: Request, exc: RayActorError):

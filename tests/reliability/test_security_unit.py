@@ -182,11 +182,14 @@ def test_an_engine_queue_refusal_is_an_openai_error_with_retry_after(status, ret
     test_backpressure.py; here every backpressure_config variant, on the gateway app alone)."""
     from ray.serve.exceptions import BackPressureError
 
+    from deployments.model_router import EngineBusyError
+
     app = gateway_app()
 
     async def full_queue():
-        raise BackPressureError(num_queued_requests=16, max_queued_requests=16, status_code=status,
-                                retry_after_s=retry_after_s)
+        refusal = BackPressureError(num_queued_requests=16, max_queued_requests=16, status_code=status,
+                                    retry_after_s=retry_after_s)
+        raise EngineBusyError("m", refusal)
 
     app.add_api_route("/v1/full-queue", full_queue)
     resp = TestClient(app, raise_server_exceptions=False).get("/v1/full-queue")
