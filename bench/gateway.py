@@ -124,11 +124,14 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
 
 
 def bench_vllm_server(model_path: str, args) -> dict[int, Result]:
+    from deployments.engines.vllm_engine import engine_dtype
+
     port = free_port()
     env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    # The studio's dtype for "auto" (float32 on CPUs without native bf16), so both serve the same arithmetic.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path, "--port", str(port),
            "--host", "127.0.0.1", "--served-model-name", "bench", "--enforce-eager", "--max-model-len", "2048",
-           "--disable-log-stats", "--seed", "0"]
+           "--disable-log-stats", "--seed", "0", "--dtype", engine_dtype("auto")]
     log = open(Path(args.log_dir) / "vllm_server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
