@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ray import serve
 from ray.serve import Application
 
-from sage_studio.api_key import key_from_environment
+from sage_studio.api_key import key_from_environment, login_from_environment
 
 UI_ROUTE_PREFIX = "/ui"
 
@@ -63,12 +63,13 @@ class StudioUI:
         # From the replica's environment only, as the gateway reads it; a named key file that cannot be read stops
         # the replica (fail closed) instead of serving a UI with no login.
         self.api_key = key_from_environment()
+        self.login = login_from_environment()
 
     def __serve_build_asgi_app__(self):
         # Built inside the replica: a FastAPI app with Gradio mounted does not pickle. With a key it asks for a login.
         from ui.app import create_ui_app
 
-        return create_ui_app(self.config.gateway_url, self.api_key, self.config.dashboard_url)
+        return create_ui_app(self.config.gateway_url, self.api_key, self.config.dashboard_url, self.login)
 
 
 def build_ui_app(config: UIConfig | dict[str, Any] | None = None) -> Application:

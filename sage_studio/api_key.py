@@ -14,6 +14,9 @@ from pathlib import Path
 KEY_VAR = "SAGE_STUDIO_API_KEY"
 KEY_FILE_VAR = "SAGE_STUDIO_API_KEY_FILE"
 KEY_FILE_NAME = "api_key"
+# ``--auth user:pass``: the UI's own login, kept like the key (0600 file, only its path in the environment).
+LOGIN_FILE_VAR = "SAGE_STUDIO_UI_LOGIN_FILE"
+LOGIN_FILE_NAME = "ui_login"
 
 
 def write_key_file(path: Path, key: str) -> Path:
@@ -51,3 +54,23 @@ def key_from_environment() -> str | None:
     if key_file := os.environ.get(KEY_FILE_VAR):
         return read_key_file(key_file)
     return os.environ.get(KEY_VAR) or None
+
+
+def parse_login(text: str) -> tuple[str, str]:
+    """``user:pass`` → (user, pass); ``ValueError`` with what is wrong otherwise (the password may hold colons)."""
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ValueError("expected USER:PASSWORD with a non-empty user name and password, e.g. --auth alice:s3cret")
+    return user.strip(), password
+
+
+def login_from_environment() -> tuple[str, str] | None:
+    """The UI login named by ``SAGE_STUDIO_UI_LOGIN_FILE`` (``user:pass``); None when unset. A named file that
+    cannot be read or parsed raises ``RuntimeError``: a UI that was meant to ask for a login never starts open."""
+    if not (path := os.environ.get(LOGIN_FILE_VAR)):
+        return None
+    try:
+        return parse_login(Path(path).expanduser().read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RuntimeError(f"{LOGIN_FILE_VAR}={path} cannot be used ({exc}); refusing to serve the UI without its "
+                           "login") from None

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sage_studio import launcher
+from sage_studio.api_key import parse_login
 
 app = typer.Typer(help="Run the studio.", no_args_is_help=True)
 # Wide enough for the status table when output goes to a file or a pipe (rich assumes 80 columns there).
@@ -38,6 +39,9 @@ def start(
     use_finetuned: bool = typer.Option(False, "--use-finetuned", help="Chat with the latest completed fine-tune."),
     list_finetuned: bool = typer.Option(False, "--list-finetuned", help="List completed fine-tunes and exit."),
     share: bool = typer.Option(False, "--share", help="Also open a Gradio share link (login required)."),
+    auth: Optional[str] = typer.Option(
+        None, "--auth", metavar="USER:PASSWORD",
+        help="The UI's login (e.g. for --share), besides user 'sage' with the API key as password."),
     address: Optional[str] = typer.Option(
         None, help="Deploy onto an existing Ray cluster (its dashboard URL or Ray address) instead of a local head."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Do not deploy the Gradio UI application."),
@@ -49,6 +53,10 @@ def start(
     """Start Ray, deploy the studio's Serve application and print its URLs (a second start only says where it is)."""
     from sage_studio.studio_start import StartOptions, start_studio
 
+    try:
+        login = parse_login(auth) if auth is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--auth") from None
     if list_finetuned:
         _list_finetuned()
         return
@@ -61,7 +69,7 @@ def start(
         err.print("A previous studio did not stop cleanly: cleaning it up first.")
         launcher.stop_studio(state, grace_s=10)
     opts = StartOptions(host=host, port=port, llm=not no_llm, llm_model=llm_model, engine=engine,
-                        use_finetuned=use_finetuned, share=share, address=address, ui=not no_ui, num_cpus=num_cpus,
+                        use_finetuned=use_finetuned, share=share, auth=login, address=address, ui=not no_ui, num_cpus=num_cpus,
                         dashboard_port=dashboard_port, proxy_location=proxy_location, timeout_s=timeout)
     had_key = bool(launcher.get_settings().studio_api_key)
     interactive = console.is_terminal
@@ -91,6 +99,8 @@ def start(
 
         console.print(f"  {'API key:':<15} {launcher.get_settings().studio_api_key}  (generated for --share: the "
                       f"gateway's bearer key, and the UI's password for user '{LOGIN_USER}')")
+    if login:
+        console.print(f"  {'UI login:':<15} user '{login[0]}' with the password given to --auth")
     console.print("Stop it with `sage studio stop`; follow its logs with `sage studio logs -f`.")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sage_studio import launcher, processes
-from sage_studio.api_key import KEY_FILE_NAME, KEY_FILE_VAR, write_key_file
+from sage_studio.api_key import KEY_FILE_NAME, KEY_FILE_VAR, LOGIN_FILE_NAME, LOGIN_FILE_VAR, write_key_file
 from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
 
 Report = Callable[[str], None]
@@ -29,6 +29,7 @@ class StartOptions:
     engine: str = "auto"
     use_finetuned: bool = False
     share: bool = False
+    auth: tuple[str, str] | None = None  # the UI's login (user, password), besides user 'sage' + the API key
     address: str | None = None
     ui: bool = True
     num_cpus: int | None = None
@@ -181,6 +182,11 @@ def deploy_config(state: launcher.StudioState, opts: StartOptions, args: dict[st
         env_vars = {KEY_FILE_VAR: str(write_key_file(key_file, key))}
     else:
         key_file.unlink(missing_ok=True)  # a key of an earlier run must not lie around
+    login_file = get_settings().studio_dir / LOGIN_FILE_NAME
+    if opts.auth:
+        env_vars = (env_vars or {}) | {LOGIN_FILE_VAR: str(write_key_file(login_file, ":".join(opts.auth)))}
+    else:
+        login_file.unlink(missing_ok=True)
     local_gateway = f"http://127.0.0.1:{opts.port}" if opts.host in ("0.0.0.0", "::") else state.base_url
     ui_args = ({"gateway_url": local_gateway, "dashboard_url": state.dashboard_url}
                if opts.ui and _ui_available() else None)

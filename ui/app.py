@@ -76,14 +76,17 @@ def launch_kwargs() -> dict:
     return {"theme": theme(), "css_paths": [CSS_PATH], "favicon_path": str(FAVICON), "footer_links": []}
 
 
-def create_ui_app(base_url: str, api_key: str | None = None, dashboard_url: str | None = None) -> FastAPI:
+def create_ui_app(base_url: str, api_key: str | None = None, dashboard_url: str | None = None,
+                  login: tuple[str, str] | None = None) -> FastAPI:
     """A FastAPI app serving the studio UI at its root, talking to the gateway at ``base_url``.
 
     With an ``api_key`` the UI asks for a login first (Gradio's ``auth``): user ``sage``, password the key. Its
     server-side client holds the key, so without a login anyone who reaches the page would use the studio with it.
+    A ``login`` (``sage studio start --auth user:pass``) is accepted too, and alone it also makes the UI ask.
     """
     blocks = build_blocks(StudioClient(base_url, api_key), dashboard_url)
-    login = {"auth": (LOGIN_USER, api_key), "auth_message": strings.LOGIN_MESSAGE} if api_key else {}
-    app = gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **login, **launch_kwargs())
+    logins = ([login] if login else []) + ([(LOGIN_USER, api_key)] if api_key else [])
+    auth = {"auth": logins, "auth_message": strings.LOGIN_MESSAGE} if logins else {}
+    app = gr.mount_gradio_app(FastAPI(title="SAGE Studio UI"), blocks, path="/", **auth, **launch_kwargs())
     app.add_middleware(HeadTags, tags=_icon_link())
     return app

@@ -2,8 +2,9 @@
 
 TITLE = "SAGE Studio"
 TAGLINE = "Chat, build pipelines, fine-tune and serve models, on Ray."
-LOGIN_MESSAGE = ("This studio has an API key. Log in as user 'sage' with the key as the password "
-                 "(SAGE_STUDIO_API_KEY, or the file SAGE_HOME/studio/api_key where the studio was started).")
+LOGIN_MESSAGE = ("Log in with the user and password given to `sage studio start --auth`, or as user 'sage' with the "
+                 "studio's API key as the password (SAGE_STUDIO_API_KEY, or the file SAGE_HOME/studio/api_key where "
+                 "the studio was started).")
 
 # -- errors shared by every tab ---------------------------------------------------------------------------------
 NOT_AVAILABLE = "{feature} is not available on this studio yet (the API has no such route)."
