@@ -92,8 +92,11 @@ class Studio:
 def tiny_studio_config(model_dir: Path, **overrides):
     from deployments.config import ModelConfig, StudioConfig
 
+    # No CPU admission limit (8 running + 8 queued by default): the tiny model answers in milliseconds, and the
+    # suites that fire 50 chats at once test sessions, not back-pressure (tests/reliability/test_backpressure.py does).
     model = ModelConfig(
-        name="tiny-llama", source=str(model_dir), engine="vllm", max_model_len=512, cpu_kvcache_gib=1, max_lora_rank=8
+        name="tiny-llama", source=str(model_dir), engine="vllm", max_model_len=512, cpu_kvcache_gib=1, max_lora_rank=8,
+        max_ongoing_requests=64, max_queued_requests=-1,
     )
     return StudioConfig(models=[model], remote=None, **overrides)
 
