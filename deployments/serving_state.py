@@ -23,13 +23,12 @@ class AdapterEntry(BaseModel):
     task_id: str | None = Field(None, description="The fine-tune task that produced it.")
 
 
-class MergedEntry(BaseModel):
-    """A fine-tune merged into its base model's weights: the base's engine serves it instead of the base."""
+class MergedEntry(AdapterEntry):
+    """A fine-tune merged into its base model's weights: the base's engine serves it instead of the base.
 
-    base: str = Field(description="Name of the served base model whose engine holds the merged weights.")
-    path: str = Field(description="Folder of the merged checkpoint.")
-    version: str = Field(description="Fingerprint of the adapter and base it was merged from.")
-    task_id: str | None = Field(None, description="The fine-tune task that produced it.")
+    ``base`` is the model whose engine holds the merged weights, ``path`` the merged checkpoint, ``version`` the
+    fingerprint of the adapter and base it was merged from."""
+
     adapter_path: str | None = Field(None, description="The PEFT adapter it was merged from.")
 
     def weights(self, name: str) -> dict:
