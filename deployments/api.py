@@ -79,8 +79,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, f"Internal error ({type(exc).__name__}); see the gateway log.")
 
 
-def create_api(config: StudioConfig, model_router: ModelRouter) -> FastAPI:
-    modules = [importlib.import_module(f"deployments.routers.{area}") for area in AREAS]
+def create_api(config: StudioConfig, model_router: ModelRouter | None = None, areas: list[str] = AREAS) -> FastAPI:
+    """The gateway's app; ``areas`` picks routers (tests serve a few of them without engines or Serve)."""
+    modules = [importlib.import_module(f"deployments.routers.{area}") for area in areas]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
+from deployments.config import StudioConfig
 from deployments.routers.finetune import ensure_services, resolve_model, store_of
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train.datasets import DatasetError, DatasetService
@@ -38,7 +39,7 @@ _UPLOAD_SCHEMA = {
 }
 
 
-async def startup(state: Any, config: Any) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     await ensure_services(state, config)
 
 

@@ -13,7 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
+from deployments.config import StudioConfig
+from sage_studio.settings import DEFAULT_MODEL_NAME
 from train.datasets import DatasetError, DatasetService, write_docs_sample
 from train.jobs import FinetuneError, FinetuneRequest, JobManager
 from train.store import FINAL_STATES, DatasetRecord, FinetuneStore, TaskRecord
@@ -22,16 +23,11 @@ logger = logging.getLogger("ray.serve")
 router = APIRouter(prefix="/api/finetune", tags=["finetune"])
 
 
-def _sage_home(config: Any) -> Path:
-    settings = getattr(config, "settings", None)
-    return settings.sage_home if settings is not None else get_settings().sage_home
-
-
-async def ensure_services(state: Any, config: Any) -> None:
+async def ensure_services(state: Any, config: StudioConfig) -> None:
     """Open the store and dataset service once per app, and start the job manager when Ray is connected."""
     if getattr(state, "finetune_store", None) is not None:
         return
-    store = FinetuneStore(_sage_home(config))
+    store = FinetuneStore(Path(config.sage_home).expanduser())
     state.finetune_store = store
     state.datasets = DatasetService(store)
     state.finetune = None
@@ -42,7 +38,7 @@ async def ensure_services(state: Any, config: Any) -> None:
         state.finetune_error = str(exc)
 
 
-async def startup(state: Any, config: Any) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     await ensure_services(state, config)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
+from deployments.config import StudioConfig
 from deployments.routers.sessions import ensure_chat_memory
 from sage_studio.memory import ChatMemory
 from sage_studio.memory.models import MemoryConfigInfo, MemoryStats
@@ -15,7 +16,7 @@ from sage_studio.sessions import SessionNotFound
 router = APIRouter(prefix="/memory", tags=["memory"])
 
 
-async def startup(state: Any, config: Any) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     # Shares the sessions router's services: whichever startup runs first opens them.
     await ensure_chat_memory(state, config)
 

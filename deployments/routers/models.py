@@ -11,6 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from deployments.config import StudioConfig
 from deployments.engines.base import GenerationRequest
 from deployments.engines.vllm_engine import adapter_version
 from deployments.hotswap import NotDeclarativeError, Redeployer
@@ -52,7 +53,7 @@ class UseAsBackendRequest(BaseModel):
     serve_as: ServeAs | None = Field(None, description=SERVE_AS_HELP)
 
 
-async def startup(state: Any, config: Any) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     from ray import serve
 
     from deployments.app import engine_deployment_name

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from deployments.config import StudioConfig
 from pipelines.batch_jobs import BatchJob, BatchJobManager
 from pipelines.builder import PipelineBuilder, PipelineValidationError
 from pipelines.export import export_python, script_filename
@@ -85,9 +86,9 @@ class _RunnerCache:
         return runner
 
 
-async def startup(state, config) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     """Put the pipeline store, batch manager, registry and runner cache on ``app.state``."""
-    settings = pipeline_settings(getattr(config, "sage_home", None))
+    settings = pipeline_settings(config.sage_home)
     state.pipelines_home = settings.sage_home
     state.pipeline_store = PipelineStore(settings.store_dir)
     state.pipeline_batches = BatchJobManager(settings.batches_dir)

@@ -10,34 +10,26 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from sage_studio.memory import ChatMemory, MemoryConfig, open_chat_memory
+from deployments.config import StudioConfig
+from sage_studio.memory import ChatMemory, open_chat_memory
 from sage_studio.memory.models import MemoryPreview
 from sage_studio.sessions import CreateSessionRequest, RenameSessionRequest, Session, SessionNotFound, SessionSummary
 from sage_studio.sessions.models import CleanupResult
-from sage_studio.settings import get_settings
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
-def _sage_home(config: Any) -> Path:
-    home = getattr(config, "sage_home", None)
-    if home is None and getattr(config, "settings", None) is not None:
-        home = config.settings.sage_home
-    return Path(home).expanduser() if home is not None else get_settings().sage_home
-
-
-async def ensure_chat_memory(state: Any, config: Any) -> ChatMemory:
+async def ensure_chat_memory(state: Any, config: StudioConfig) -> ChatMemory:
     """Open the session store and memory backend once per app; both routers' startups call this."""
     memory = getattr(state, "chat_memory", None)
     if memory is None:
-        memory_config = getattr(config, "memory", None) or MemoryConfig()
-        memory = await asyncio.to_thread(open_chat_memory, _sage_home(config), memory_config)
+        memory = await asyncio.to_thread(open_chat_memory, Path(config.sage_home).expanduser(), config.memory)
         state.chat_memory = memory
         state.sessions = memory.store
     return memory
 
 
-async def startup(state: Any, config: Any) -> None:
+async def startup(state: Any, config: StudioConfig) -> None:
     await ensure_chat_memory(state, config)
 
 

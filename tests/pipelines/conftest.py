@@ -31,24 +31,11 @@ def pl_env(tmp_path: Path) -> OperatorEnv:
 
 
 def pipelines_app(home: Path):
-    """The gateway's pipelines router with its startup and error handlers, minus Serve and the engines."""
-    from contextlib import asynccontextmanager
-    from types import SimpleNamespace
+    """The gateway's app with only its pipelines router: no engines, no Serve."""
+    from deployments.api import create_api
+    from deployments.config import StudioConfig
 
-    from fastapi import FastAPI
-
-    from deployments.api import install_error_handlers
-    from deployments.routers import pipelines as pipelines_router
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await pipelines_router.startup(app.state, SimpleNamespace(sage_home=str(home)))
-        yield
-
-    app = FastAPI(lifespan=lifespan)
-    install_error_handlers(app)
-    app.include_router(pipelines_router.router)
-    return app
+    return create_api(StudioConfig(models=[], remote=None, sage_home=str(home)), areas=["pipelines"])
 
 
 @pytest.fixture

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from deployments.api import install_error_handlers
-from deployments.routers import memory as memory_router
-from deployments.routers import sessions as sessions_router
+from deployments.api import create_api
+from deployments.config import StudioConfig
 from sage_studio.memory import MemoryConfig
 
 
 def sessions_app(home: Path, memory: MemoryConfig) -> FastAPI:
-    """Same routers, startups and error handlers as the gateway, minus the engines."""
-    config = SimpleNamespace(sage_home=str(home), memory=memory)
-    modules = [sessions_router, memory_router]
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        for module in modules:
-            await module.startup(app.state, config)
-        yield
-        await sessions_router.shutdown(app.state)
-
-    app = FastAPI(lifespan=lifespan)
-    install_error_handlers(app)
-    for module in modules:
-        app.include_router(module.router)
-    return app
+    """The gateway's app with only its sessions and memory routers: no engines, no Serve."""
+    config = StudioConfig(models=[], remote=None, sage_home=str(home), memory=memory)
+    return create_api(config, areas=["sessions", "memory"])
 
 
 @pytest.fixture

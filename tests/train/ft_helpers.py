@@ -7,10 +7,8 @@ import json
 import socket
 import threading
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
@@ -34,31 +32,12 @@ class FinetuneApp:
     app: object = None
 
     def start(self) -> "FinetuneApp":
-        import importlib
-
         import uvicorn
-        from fastapi import FastAPI
 
-        from deployments.api import install_error_handlers
-        from sage_studio.settings import Settings
+        from deployments.api import create_api
+        from deployments.config import StudioConfig
 
-        modules = [importlib.import_module(f"deployments.routers.{area}") for area in AREAS]
-        config = SimpleNamespace(settings=Settings(SAGE_HOME=str(self.home)))
-
-        @asynccontextmanager
-        async def lifespan(app):
-            for module in modules:
-                if hasattr(module, "startup"):
-                    await module.startup(app.state, config)
-            yield
-            for module in reversed(modules):
-                if hasattr(module, "shutdown"):
-                    await module.shutdown(app.state)
-
-        app = FastAPI(lifespan=lifespan)
-        install_error_handlers(app)
-        for module in modules:
-            app.include_router(module.router)
+        app = create_api(StudioConfig(models=[], remote=None, sage_home=str(self.home)), areas=list(AREAS))
         port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
