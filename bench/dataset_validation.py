@@ -74,16 +74,16 @@ class PeakMemory:
 
 def baseline(path: Path, model_path: str) -> tuple[int, int]:
     """The plain way: one process, ``json.loads`` per line, the same checks and token counting."""
-    from train.formats import RowError, render, to_messages
-    from train.validation import load_tokenizer
+    from train.formats import RowError, count_tokens, render, to_messages
+    from train.validation import counting_tokenizer
 
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = counting_tokenizer(model_path)
     valid = invalid = 0
     pending: list[list[dict]] = []
     lengths: list[int] = []
 
     def flush() -> None:
-        lengths.extend(len(ids) for ids in tokenizer(render(tokenizer, pending), add_special_tokens=False)["input_ids"])
+        lengths.extend(count_tokens(tokenizer, render(tokenizer, pending)))
         pending.clear()
 
     with open(path, "rb") as f:
@@ -121,8 +121,8 @@ def main() -> None:
 
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         small = Path(tmp) / "warm.jsonl"
-        generate(small, 100)
-        validate_dataset(small, model_path, args.model)  # start the workers: not part of the measurement
+        generate(small, 20_000)
+        validate_dataset(small, model_path, args.model)  # start the check workers: not part of the measurement
         idle = PeakMemory.now()
         with PeakMemory() as mem:
             t = time.perf_counter()

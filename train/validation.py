@@ -20,7 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 from ray.data.datasource import FileBasedDatasource
 
-from train.formats import RowError, render, to_messages
+from train.formats import RowError, count_tokens, render, to_messages
 
 CHUNK_BYTES = 1 << 20
 ROWS_PER_BLOCK = 4096
@@ -104,10 +104,12 @@ def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
     )
 
 
-def bounded(ds, block_bytes: int = 8 << 20, object_store_bytes: int = 256 << 20):
+def bounded(ds, block_bytes: int = 8 << 20, object_store_bytes: int = 64 << 20):
     """Keep a dataset's memory bounded whatever the file size: small blocks (Ray's default target is 128 MiB, which
     would turn a whole upload into one block) and a cap on what may wait in the object store, so the reader
-    pauses when the checks fall behind instead of loading the file."""
+    pauses when the checks fall behind instead of loading the file. 64 MiB still queues ~40 of the reader's
+    4096-row blocks ahead of the checks; every worker that maps those pages pays for them (256 MiB cost each
+    check worker ~200 MB more in the 1M-row bench)."""
     from ray.data import ExecutionResources
 
     ctx = ds.context
@@ -132,6 +134,21 @@ def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_path)
+
+
+@lru_cache(maxsize=4)
+def counting_tokenizer(model_path: str):
+    """The tokenizer the checks count tokens and render the chat template with, without importing torch.
+
+    ``AutoTokenizer`` imports transformers' generation code and with it torch: ~500 MB more in every check worker,
+    only to choose a class. A model folder with a ``tokenizer.json`` loads as the generic fast tokenizer (same
+    vocabulary, special tokens and chat template); one without it goes through ``AutoTokenizer``.
+    """
+    if not (Path(model_path) / "tokenizer.json").is_file():
+        return load_tokenizer(model_path)
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(model_path)
 
 
 def _decode_error(exc: UnicodeDecodeError) -> str:
@@ -172,10 +189,9 @@ def check_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, kee
     tokens = [-1] * len(rows)
     valid = [i for i, m in enumerate(conversations) if m is not None]
     if model_path and valid:
-        tokenizer = load_tokenizer(model_path)
-        texts = render(tokenizer, [conversations[i] for i in valid])
-        for i, ids in zip(valid, tokenizer(texts, add_special_tokens=False)["input_ids"]):
-            tokens[i] = len(ids)
+        tokenizer = counting_tokenizer(model_path)
+        for i, count in zip(valid, count_tokens(tokenizer, render(tokenizer, [conversations[i] for i in valid]))):
+            tokens[i] = count
     kept = [
         json.dumps(m, ensure_ascii=False) if m is not None and (keep_messages or r <= PREVIEW_SCAN_ROWS) else None
         for r, m in zip(rows, conversations)
