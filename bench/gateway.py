@@ -123,15 +123,33 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
     raise TimeoutError(url)
 
 
-def bench_vllm_server(model_path: str, args) -> dict[int, Result]:
-    from deployments.engines.vllm_engine import engine_dtype
+def bench_model(model_path: str):
+    """The one engine configuration all three targets serve: the studio's defaults for a model (LoRA on, so a
+    fine-tune can be swapped in), all 16 streams admitted at once as vLLM's server does (this measures the
+    gateway's path, not the studio's CPU admission limit, which would queue half of them by design)."""
+    from deployments.config import ModelConfig
 
+    return ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048, max_ongoing_requests=16)
+
+
+def engine_env(model) -> dict[str, str]:
+    return {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
+
+
+def bench_vllm_server(model_path: str, args) -> dict[int, Result]:
+    from deployments.engines.vllm_engine import MAX_LORAS, engine_dtype
+
+    model = bench_model(model_path)
     port = free_port()
-    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
-    # The studio's dtype for "auto" (float32 on CPUs without native bf16), so both serve the same arithmetic.
+    env = os.environ | engine_env(model)
+    # The engine arguments VLLMEngine gives AsyncLLM (dtype "auto" = float32 on CPUs without native bf16; LoRA on,
+    # which costs every decoding step something even when no adapter is asked for), so all serve the same engine.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path, "--port", str(port),
-           "--host", "127.0.0.1", "--served-model-name", "bench", "--enforce-eager", "--max-model-len", "2048",
-           "--disable-log-stats", "--seed", "0", "--dtype", engine_dtype("auto")]
+           "--host", "127.0.0.1", "--served-model-name", "bench", "--max-model-len", str(model.max_model_len),
+           "--disable-log-stats", "--seed", str(model.seed), "--dtype", engine_dtype(model.dtype)]
+    cmd += ["--enforce-eager"] if model.enforce_eager else []
+    cmd += ["--enable-lora", "--max-lora-rank", str(model.max_lora_rank), "--max-loras", str(MAX_LORAS)] \
+        if model.enable_lora else []
     log = open(Path(args.log_dir) / "vllm_server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -147,15 +165,12 @@ def bench_gateway(model_path: str, args) -> dict[int, Result]:
     from ray import serve
 
     from deployments.app import build_studio_app
-    from deployments.config import ModelConfig, StudioConfig
+    from deployments.config import StudioConfig
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    # The engine admits all 16 streams at once, as vLLM's server does: this measures the gateway's path, not the
-    # studio's CPU admission limit (which would queue half of them in Serve and double their TTFT by design).
-    model = ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048, max_ongoing_requests=16)
-    config = StudioConfig(models=[model], remote=None)
+    config = StudioConfig(models=[bench_model(model_path)], remote=None)
     serve.run(build_studio_app(config), name="studio", route_prefix="/")
     try:
         return asyncio.run(run_http(f"http://127.0.0.1:{port}", "bench", args))
@@ -165,13 +180,13 @@ def bench_gateway(model_path: str, args) -> dict[int, Result]:
 
 
 def bench_engine(model_path: str, args) -> dict[int, Result]:
-    from deployments.config import ModelConfig
     from deployments.engines.vllm_engine import VLLMEngine
 
-    os.environ |= {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    model = bench_model(model_path)
+    os.environ |= engine_env(model)
 
     async def main():
-        engine = VLLMEngine(ModelConfig(name="bench", source=model_path, max_model_len=2048), model_path)
+        engine = VLLMEngine(model, model_path)
         await engine.start()
         try:
             one = lambda p: engine_stream(engine, p, args.max_tokens)  # noqa: E731

@@ -20,6 +20,10 @@ from deployments.engines.base import (
 )
 
 
+# Adapters one engine holds at once (vLLM's max_loras); more are reloaded as requests ask for them.
+MAX_LORAS = 4
+
+
 def adapter_version(path: str) -> str:
     """A fingerprint of an adapter's weights, so a re-trained adapter under the same name is never served stale."""
     digest = hashlib.sha256()
@@ -72,7 +76,7 @@ class VLLMEngine(LLMEngine):
             enforce_eager=c.enforce_eager,
             enable_lora=c.enable_lora,
             max_lora_rank=c.max_lora_rank,
-            max_loras=4,
+            max_loras=MAX_LORAS,
             gpu_memory_utilization=c.gpu_memory_utilization,
             seed=c.seed,
             disable_log_stats=True,
