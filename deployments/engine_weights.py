@@ -81,8 +81,10 @@ class WeightSet:
         return self.config.model_copy(update={"source": spec["path"], "enable_lora": False, "adapters": {}})
 
     async def _load(self, slot: _Slot) -> None:
-        engine = self.make_engine(self._config_for(slot.spec))
+        engine = None
         try:
+            # Inside the try: a merged folder deleted meanwhile fails here, and must fail the slot, not hang it.
+            engine = self.make_engine(self._config_for(slot.spec))
             await engine.start()
             if slot.spec is None:
                 for name, path in self.adapters.items():
@@ -92,10 +94,15 @@ class WeightSet:
                                       temperature=0)
             async for _ in engine.generate(probe):
                 pass
+        except asyncio.CancelledError:  # the replica shuts down mid-load: free the half-started engine process
+            if engine is not None:
+                await _shutdown(engine)
+            raise
         except Exception as exc:
             logger.exception("could not load the %s", slot.label)
             slot.error = f"{type(exc).__name__}: {exc}"
-            await _shutdown(engine)
+            if engine is not None:
+                await _shutdown(engine)
         else:
             slot.engine = engine
             logger.info("%s loaded for model %s", slot.label, self.config.name)
@@ -189,11 +196,13 @@ class WeightSet:
                 for s in self._slots.values()}
 
     async def check_health(self) -> None:
-        serving = [s for s in self._slots.values() if s.engine is not None]
+        serving = [s for s in self._slots.values() if s.engine is not None and not s.retiring]
         if not serving and all(s.done.is_set() for s in self._slots.values()):
             raise EngineUnavailableError(f"no weights are loaded for model {self.config.name}")
         for slot in serving:
-            await slot.engine.check_health()
+            # A slot retired while an earlier check awaited has a shut-down engine: not a reason to restart the replica.
+            if not slot.retiring and slot.engine is not None:
+                await slot.engine.check_health()
 
     async def shutdown(self) -> None:
         for slot in list(self._slots.values()):

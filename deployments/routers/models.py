@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from deployments.serving_state import (
 )
 from sage_studio.model_store import find_model_path
 
+logger = logging.getLogger("ray.serve")
 router = APIRouter(prefix="/api/finetune", tags=["models"])
 
 
@@ -198,18 +200,42 @@ async def _load_weights(request: Request, redeployer: Redeployer, current: Servi
 
 async def _switch(request: Request, state: ServingState) -> dict:
     redeployer = _redeployer(request)
+    # Serve cancels a handler whose client hangs up (a UI call times out long before a merged model has loaded);
+    # a switch cut off between its steps would leave the engines holding two sets of weights, so it runs to its end
+    # on its own task.
+    task = asyncio.create_task(_switch_steps(request, redeployer, state))
+    _switches.add(task)
+    task.add_done_callback(_switches.discard)
+    return await asyncio.shield(task)
+
+
+async def _switch_steps(request: Request, redeployer: Redeployer, state: ServingState) -> dict:
     models: ModelRouter = request.app.state.model_router
+    home = request.app.state.config.sage_home
     async with _switch_lock:
+        current = models.serving
         try:
-            await _load_weights(request, redeployer, models.serving, state)
-            save_state(request.app.state.config.sage_home, state)
+            await _load_weights(request, redeployer, current, state)
+            save_state(home, state)
             await redeployer.apply(state)
         except NotDeclarativeError as exc:
             raise HTTPException(409, detail=str(exc)) from None
+        except HTTPException:
+            raise  # _load_weights has put the old weights back already
+        except Exception as exc:  # noqa: BLE001 - e.g. an engine replica died or Serve timed out mid-switch
+            logger.exception("model switch failed; going back to the previous model")
+            try:
+                save_state(home, current)
+                await redeployer.apply(current)
+            except Exception:  # noqa: BLE001 - the answer below still says what happened
+                logger.exception("could not go back to the previous model")
+            raise HTTPException(503, detail=f"The switch failed ({type(exc).__name__}: {exc}); the previous model "
+                                            "keeps serving. Retry in a moment.") from None
     return await current_model(request)
 
 
 _switch_lock = asyncio.Lock()  # one switch at a time per gateway replica (its steps must not interleave)
+_switches: set[asyncio.Task] = set()  # switches in flight (the loop keeps only weak references to tasks)
 _merge_lock = asyncio.Lock()
 
 

@@ -110,3 +110,34 @@ def test_wanted_again_while_retiring_is_kept():
         assert made[0].running and not made[1].running
 
     asyncio.run(scenario())
+
+
+def test_weights_that_cannot_even_be_built_fail_the_load_instead_of_hanging_it():
+    async def scenario():
+        def make(config: ModelConfig) -> FakeEngine:
+            if config.source != "/ckpt/base":
+                raise FileNotFoundError(f"{config.source} was deleted")  # as resolve_model_path does
+            return FakeEngine(config)
+
+        ws = WeightSet(ModelConfig(name="base", source="/ckpt/base"), make, grace_s=0.3)
+        await ws.start(None)
+        ws.want([None, MERGED], {})
+        assert (await ws.wait(MERGED, 5)).startswith("failed: FileNotFoundError")
+        with pytest.raises(EngineUnavailableError, match="could not be loaded"):
+            await answer(ws, "canary", "v1")
+        assert await answer(ws) == "/ckpt/base"
+
+    asyncio.run(scenario())
+
+
+def test_health_ignores_weights_being_retired():
+    async def scenario():
+        ws, made = weight_set(grace_s=5)
+        await ws.start(None)
+        ws.want([None, MERGED], {})
+        assert await ws.wait(MERGED, 5) == "ready"
+        ws.want([MERGED], {})  # the base retires (its grace period has not run out yet)
+        made[0].running = False  # as if it were shut down while the health check ran
+        await ws.check_health()
+
+    asyncio.run(scenario())
