@@ -8,7 +8,9 @@ base model, or a fine-tune merged into it) are a ``WeightSet``: a switch loads t
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from ray import serve
 
@@ -21,6 +23,7 @@ from deployments.engines.base import (
     GenerationChunk,
     GenerationRequest,
 )
+from deployments.serving_state import load_state
 
 logger = logging.getLogger("ray.serve")
 
@@ -32,8 +35,24 @@ class LLMDeployment:
         self.config = ModelConfig.model_validate(model)
         remote_config = RemoteConfig.model_validate(remote) if remote else None
         self.weights = WeightSet(self.config, lambda config: create_engine(config, remote_config))
-        await self.weights.start(weights)
+        await self.weights.start(self._first_weights(weights))
         logger.info("engine ready for model %s (%s)", self.config.name, self.weights.status())
+
+    def _first_weights(self, built_with: dict | None) -> dict | None:
+        """The weights to load before reporting ready: the persisted choice, which switches change without
+        rebuilding the app (a replica restarted after one would otherwise load the build-time weights, then the
+        current ones beside them: twice the load, twice the memory). Merged weights whose folder is gone mean the
+        base model, rather than a replica that fails every restart."""
+        home = os.environ.get("SAGE_HOME")
+        try:
+            spec = load_state(home).engine_weights(self.config.name) if home else built_with
+        except ValueError:  # an unreadable serving.json: the gateway reports it; serve what the app was built with
+            spec = built_with
+        if spec is not None and not (Path(spec["path"]) / "config.json").is_file():
+            logger.warning("merged weights %s are gone; starting model %s on its base weights", spec["path"],
+                           self.config.name)
+            return None
+        return spec
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         async with self.weights.use(request.weights, request.weights_version) as engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 
@@ -141,3 +142,21 @@ def test_health_ignores_weights_being_retired():
         await ws.check_health()
 
     asyncio.run(scenario())
+
+
+def test_a_restarted_engine_replica_starts_on_the_persisted_weights(tmp_path, monkeypatch):
+    from deployments.engine_deployment import LLMDeployment
+    from deployments.serving_state import MergedEntry, ServingState, save_state
+
+    merged_dir = tmp_path / "merged" / "v2"
+    merged_dir.mkdir(parents=True)
+    (merged_dir / "config.json").write_text("{}")
+    entry = MergedEntry(base="base", path=str(merged_dir), version="v2", task_id="t2", adapter_path="/a")
+    save_state(tmp_path, ServingState(default_model="canary", merged={"canary": entry}))
+    replica = SimpleNamespace(config=ModelConfig(name="base", source="/ckpt/base"))  # the method alone: no Serve
+    first_weights = LLMDeployment.func_or_class._first_weights
+    built_with = {"name": "old", "path": "/ckpt/merged/v1", "version": "v1"}
+    monkeypatch.setenv("SAGE_HOME", str(tmp_path))
+    assert first_weights(replica, built_with) == {"name": "canary", "path": str(merged_dir), "version": "v2"}
+    (merged_dir / "config.json").unlink()  # the fine-tune was deleted since: the base, not a crash loop
+    assert first_weights(replica, built_with) is None
