@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -198,22 +199,26 @@ async def _load_weights(request: Request, redeployer: Redeployer, current: Servi
                                                 "model keeps serving.")
 
 
-async def _switch(request: Request, state: ServingState) -> dict:
+async def _switch(request: Request, make_state: Callable[[ServingState], ServingState]) -> dict:
+    """Serve ``make_state(current)``: built under the switch lock from the state serving then, so a switch that
+    waited (or merged for minutes) does not drop what another switch changed meanwhile."""
     redeployer = _redeployer(request)
     # Serve cancels a handler whose client hangs up (a UI call times out long before a merged model has loaded);
     # a switch cut off between its steps would leave the engines holding two sets of weights, so it runs to its end
     # on its own task.
-    task = asyncio.create_task(_switch_steps(request, redeployer, state))
+    task = asyncio.create_task(_switch_steps(request, redeployer, make_state))
     _switches.add(task)
     task.add_done_callback(_switches.discard)
     return await asyncio.shield(task)
 
 
-async def _switch_steps(request: Request, redeployer: Redeployer, state: ServingState) -> dict:
+async def _switch_steps(request: Request, redeployer: Redeployer,
+                        make_state: Callable[[ServingState], ServingState]) -> dict:
     models: ModelRouter = request.app.state.model_router
     home = request.app.state.config.sage_home
     async with _switch_lock:
         current = models.serving
+        state = make_state(current)
         try:
             await _load_weights(request, redeployer, current, state)
             save_state(home, state)
@@ -292,19 +297,23 @@ async def use_as_backend(body: UseAsBackendRequest, request: Request) -> dict:
     check_adapter(path, base_config.max_lora_rank if serve_as == "adapter" else 1 << 30)
     taken = set(models.handles) | ({models.config.remote.model} if models.config.remote else set())
     name = task.name if task.name and task.name not in taken and ":" not in task.name else task.id
-    current = models.serving
-    adapters, merged = _without(current, base, name)
     if serve_as == "merged":
         merged_dir = await _merge(models, base, path, store.task_dir(task.id) / "merged")
         entry = MergedEntry(base=base, path=str(merged_dir), version=merged_dir.name, task_id=task.id,
                             adapter_path=str(path))
-        state = ServingState(default_model=name, adapters=adapters, merged=merged | {name: entry})
+
+        def make_state(current: ServingState) -> ServingState:
+            adapters, merged = _without(current, base, name)
+            return ServingState(default_model=name, adapters=adapters, merged=merged | {name: entry})
     else:
         adapter = AdapterEntry(base=base, path=str(path), version=adapter_version(str(path)), task_id=task.id)
-        if current.merged_on(base) is None:  # else the base weights come back with the switch, and are probed then
+        if models.serving.merged_on(base) is None:  # else the base weights come back with the switch, probed then
             await _probe(models, name, adapter)
-        state = ServingState(default_model=name, adapters=adapters | {name: adapter}, merged=merged)
-    return await _switch(request, state)
+
+        def make_state(current: ServingState) -> ServingState:
+            adapters, merged = _without(current, base, name)
+            return ServingState(default_model=name, adapters=adapters | {name: adapter}, merged=merged)
+    return await _switch(request, make_state)
 
 
 @router.post("/switch-model")
@@ -314,10 +323,14 @@ async def switch_model(body: SwitchRequest, request: Request) -> dict:
     if body.model in models.handles or body.model in current.adapters or body.model in models.merged:
         base = (body.model if body.model in models.handles else
                 current.adapters[body.model].base if body.model in current.adapters else current.merged[body.model].base)
-        merged = current.merged
-        if body.model not in models.merged:  # a base or an adapter: the engine serves the base weights again
-            merged = {n: m for n, m in merged.items() if m.base != base}
-        return await _switch(request, current.model_copy(update={"default_model": body.model, "merged": merged}))
+
+        def make_state(now: ServingState) -> ServingState:
+            merged = now.merged
+            if body.model not in models.merged:  # a base or an adapter: the engine serves the base weights again
+                merged = {n: m for n, m in merged.items() if m.base != base}
+            return now.model_copy(update={"default_model": body.model, "merged": merged})
+
+        return await _switch(request, make_state)
     store = getattr(request.app.state, "finetune_store", None)
     if store is not None and store.get_task(body.model) is not None:
         return await use_as_backend(UseAsBackendRequest(task_id=body.model, serve_as=body.serve_as), request)
