@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
@@ -199,21 +199,23 @@ async def _load_weights(request: Request, redeployer: Redeployer, current: Servi
                                                 "model keeps serving.")
 
 
-async def _switch(request: Request, make_state: Callable[[ServingState], ServingState]) -> dict:
+async def _switch(request: Request, make_state: Callable[[ServingState], ServingState],
+                  after_load: Callable[[], Awaitable[None]] | None = None) -> dict:
     """Serve ``make_state(current)``: built under the switch lock from the state serving then, so a switch that
-    waited (or merged for minutes) does not drop what another switch changed meanwhile."""
+    waited (or merged for minutes) does not drop what another switch changed meanwhile. ``after_load`` checks the
+    new model once its weights are loaded, before traffic moves (an HTTPException from it undoes the switch)."""
     redeployer = _redeployer(request)
     # Serve cancels a handler whose client hangs up (a UI call times out long before a merged model has loaded);
     # a switch cut off between its steps would leave the engines holding two sets of weights, so it runs to its end
     # on its own task.
-    task = asyncio.create_task(_switch_steps(request, redeployer, make_state))
+    task = asyncio.create_task(_switch_steps(request, redeployer, make_state, after_load))
     _switches.add(task)
     task.add_done_callback(_switches.discard)
     return await asyncio.shield(task)
 
 
-async def _switch_steps(request: Request, redeployer: Redeployer,
-                        make_state: Callable[[ServingState], ServingState]) -> dict:
+async def _switch_steps(request: Request, redeployer: Redeployer, make_state: Callable[[ServingState], ServingState],
+                        after_load: Callable[[], Awaitable[None]] | None) -> dict:
     models: ModelRouter = request.app.state.model_router
     home = request.app.state.config.sage_home
     async with _switch_lock:
@@ -221,6 +223,12 @@ async def _switch_steps(request: Request, redeployer: Redeployer,
         state = make_state(current)
         try:
             await _load_weights(request, redeployer, current, state)
+            if after_load is not None:
+                try:
+                    await after_load()
+                except HTTPException:
+                    await redeployer.apply(current)
+                    raise
             save_state(home, state)
             await redeployer.apply(state)
         except NotDeclarativeError as exc:
@@ -307,12 +315,17 @@ async def use_as_backend(body: UseAsBackendRequest, request: Request) -> dict:
             return ServingState(default_model=name, adapters=adapters, merged=merged | {name: entry})
     else:
         adapter = AdapterEntry(base=base, path=str(path), version=adapter_version(str(path)), task_id=task.id)
-        if models.serving.merged_on(base) is None:  # else the base weights come back with the switch, probed then
+        # A merged fine-tune holding the base weights: they come back with the switch, and the probe waits for them.
+        base_is_loaded = models.serving.merged_on(base) is None
+        if base_is_loaded:
             await _probe(models, name, adapter)
 
         def make_state(current: ServingState) -> ServingState:
             adapters, merged = _without(current, base, name)
             return ServingState(default_model=name, adapters=adapters | {name: adapter}, merged=merged)
+
+        after_load = None if base_is_loaded else (lambda: _probe(models, name, adapter))
+        return await _switch(request, make_state, after_load)
     return await _switch(request, make_state)
 
 
