@@ -94,7 +94,9 @@ def _task_base(task: Any, models: ModelRouter) -> str | None:
 
 
 @router.get("/models", response_model=list[ModelEntry])
-async def list_models(request: Request) -> list[ModelEntry]:
+def list_models(request: Request) -> list[ModelEntry]:
+    # Plain def: FastAPI runs it in a thread, off the loop that streams chat tokens (SQLite, and model look-ups
+    # on disk per completed task).
     models: ModelRouter = request.app.state.model_router
     current = models.default_model
     out = [ModelEntry(name=m.name, kind="base", source=m.source, served=True, current=m.name == current)
