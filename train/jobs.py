@@ -307,15 +307,17 @@ class JobManager:
         self._ask_autoscaler(waiting, bool(preparing))
 
     def _ask_autoscaler(self, waiting: TaskRecord | None, starting: bool) -> None:
-        """Ask the autoscaler for room for every active task plus the one at the head of the queue, when a node it
-        can launch would take that task's workers. The request stands while a submitted task has not started
+        """Ask the autoscaler for room for the submitted tasks whose workers have not started plus the one at the
+        head of the queue, when a node it can launch would take that task's workers. The request stands while a submitted task has not started
         its workers (a fresh node must not be scaled down under it) and is withdrawn once nothing waits."""
         wanted = self._nodes.bundles if starting else []
         if waiting is not None:
             scaler = self.autoscaler()
             bundle = _bundle(waiting)
             if scaler is not None and any(autoscale.fits(bundle, t.resources) for t in scaler.node_types):
-                wanted = [b for task in self.store.list_tasks(("preparing", "training")) for b in _bundles(task)]
+                # Not the training tasks: Ray Train's controller asks the same coordinator for its own workers once
+                # it runs, and the coordinator adds requests up (asking again would launch their nodes twice).
+                wanted = [b for task in self.store.list_tasks(("preparing",)) for b in _bundles(task)]
                 wanted += _bundles(waiting)
                 if waiting.id not in self._told_waiting:
                     self._told_waiting.add(waiting.id)
