@@ -1,16 +1,19 @@
 """Gateway overhead: TTFT and tokens/s through the studio gateway vs the same vLLM engine driven directly vs vLLM's
 own OpenAI server, on the same model and prompts, at 1 and 16 concurrent streams. Prints the ratios.
 
-    .venv/bin/python bench/gateway.py [--model PATH] [--max-tokens 64] [--requests 8]
+    .venv/bin/python bench/gateway.py [--model PATH] [--max-tokens 64] [--rounds 6]
 
-The three targets run one after another (never at once: this machine has 2 cores), with greedy decoding so every
-target generates the same tokens.
+All three targets are started first and stay up; each round then measures every target in turn (the order rotates
+from round to round), so a slow spell of the machine falls on all three alike instead of on whichever ran last.
+Only one target generates at a time (this machine has 2 cores), with greedy decoding so every target generates
+the same tokens.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -89,24 +92,15 @@ async def engine_stream(engine, prompt: str, max_tokens: int) -> tuple[float, in
     return ttft or 0.0, tokens
 
 
-async def measure(one, concurrency: int, requests: int) -> Result:
-    """`requests` rounds of `concurrency` simultaneous streams (after a warm-up)."""
-    await asyncio.gather(*(one(PROMPTS[i % len(PROMPTS)]) for i in range(min(concurrency, 4))))
-    result = Result()
+async def measure_round(one, concurrency: int, requests: int, into: Result) -> None:
+    """``requests`` rounds of ``concurrency`` simultaneous streams, added to ``into``."""
     start = time.perf_counter()
     for r in range(requests):
         outs = await asyncio.gather(*(one(PROMPTS[(r + i) % len(PROMPTS)]) for i in range(concurrency)))
         for ttft, tokens in outs:
-            result.ttft.append(ttft)
-            result.tokens += tokens
-    result.wall = time.perf_counter() - start
-    return result
-
-
-async def run_http(base_url: str, model: str, args) -> dict[int, Result]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
-        one = lambda p: http_stream(client, model, p, args.max_tokens)  # noqa: E731
-        return {1: await measure(one, 1, args.requests), 16: await measure(one, 16, max(1, args.requests // 4))}
+            into.ttft.append(ttft)
+            into.tokens += tokens
+    into.wall += time.perf_counter() - start
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 600) -> None:
@@ -136,31 +130,33 @@ def engine_env(model) -> dict[str, str]:
     return {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
 
 
-def bench_vllm_server(model_path: str, args) -> dict[int, Result]:
+@contextlib.contextmanager
+def vllm_server(model_path: str, log_dir: str):
+    """vLLM's own OpenAI server on the engine arguments VLLMEngine gives AsyncLLM (dtype "auto" = float32 on CPUs
+    without native bf16; LoRA on, which costs every decoding step something even when no adapter is asked for)."""
     from deployments.engines.vllm_engine import MAX_LORAS, engine_dtype
 
     model = bench_model(model_path)
     port = free_port()
-    env = os.environ | engine_env(model)
-    # The engine arguments VLLMEngine gives AsyncLLM (dtype "auto" = float32 on CPUs without native bf16; LoRA on,
-    # which costs every decoding step something even when no adapter is asked for), so all serve the same engine.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path, "--port", str(port),
            "--host", "127.0.0.1", "--served-model-name", "bench", "--max-model-len", str(model.max_model_len),
            "--disable-log-stats", "--seed", str(model.seed), "--dtype", engine_dtype(model.dtype)]
     cmd += ["--enforce-eager"] if model.enforce_eager else []
     cmd += ["--enable-lora", "--max-lora-rank", str(model.max_lora_rank), "--max-loras", str(MAX_LORAS)] \
         if model.enable_lora else []
-    log = open(Path(args.log_dir) / "vllm_server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/health", proc)
-        return asyncio.run(run_http(f"http://127.0.0.1:{port}", "bench", args))
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    with open(Path(log_dir) / "vllm_server.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=os.environ | engine_env(model), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(60)
 
 
-def bench_gateway(model_path: str, args) -> dict[int, Result]:
+@contextlib.contextmanager
+def studio_gateway(model_path: str):
+    """The studio's Serve app (Serve proxy → gateway ingress → engine deployment) on a local Ray cluster."""
     import ray
     from ray import serve
 
@@ -168,40 +164,65 @@ def bench_gateway(model_path: str, args) -> dict[int, Result]:
     from deployments.config import StudioConfig
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = StudioConfig(models=[bench_model(model_path)], remote=None)
-    serve.run(build_studio_app(config), name="studio", route_prefix="/")
     try:
-        return asyncio.run(run_http(f"http://127.0.0.1:{port}", "bench", args))
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_studio_app(StudioConfig(models=[bench_model(model_path)], remote=None)), name="studio",
+                  route_prefix="/")
+        yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
         ray.shutdown()
 
 
-def bench_engine(model_path: str, args) -> dict[int, Result]:
+@contextlib.asynccontextmanager
+async def direct_engine(model_path: str):
+    """The same VLLMEngine the engine deployment runs, in this process."""
     from deployments.engines.vllm_engine import VLLMEngine
 
     model = bench_model(model_path)
-    os.environ |= engine_env(model)
+    os.environ.update(engine_env(model))
+    engine = VLLMEngine(model, model_path)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.shutdown()
 
-    async def main():
-        engine = VLLMEngine(model, model_path)
-        await engine.start()
-        try:
-            one = lambda p: engine_stream(engine, p, args.max_tokens)  # noqa: E731
-            return {1: await measure(one, 1, args.requests), 16: await measure(one, 16, max(1, args.requests // 4))}
-        finally:
-            await engine.shutdown()
 
-    return asyncio.run(main())
+async def run(args) -> dict[str, dict[int, Result]]:
+    async with contextlib.AsyncExitStack() as stack:
+        server_url = stack.enter_context(vllm_server(args.model, args.log_dir))
+        # The in-process engine starts before Ray: its engine process is not forked from a Ray driver.
+        engine = await stack.enter_async_context(direct_engine(args.model))
+        gateway_url = stack.enter_context(studio_gateway(args.model))
+        server = await stack.enter_async_context(httpx.AsyncClient(base_url=server_url, timeout=600))
+        gateway = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=600))
+        targets = {
+            "vllm_server": lambda p: http_stream(server, "bench", p, args.max_tokens),
+            "engine_direct": lambda p: engine_stream(engine, p, args.max_tokens),
+            "gateway": lambda p: http_stream(gateway, "bench", p, args.max_tokens),
+        }
+        for one in targets.values():  # warm-up
+            await asyncio.gather(*(one(PROMPTS[i]) for i in range(4)))
+        results = {name: {1: Result(), 16: Result()} for name in targets}
+        names = list(targets)
+        for r in range(args.rounds):
+            for name in names[r % 3:] + names[:r % 3]:
+                await measure_round(targets[name], 1, args.requests, results[name][1])
+                await measure_round(targets[name], 16, 1, results[name][16])
+            print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{n} {results[n][1].ttft_p50 * 1000:.0f} ms / {results[n][16].tokens_per_s:.1f} tok/s"
+                for n in names), flush=True)
+        return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the prepared SmolLM2)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=8, help="sequential requests at 1 stream; /4 rounds at 16")
+    parser.add_argument("--requests", type=int, default=4, help="sequential 1-stream requests per target and round")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds; each also runs 16 streams once per target")
     parser.add_argument("--log-dir", default="bench/results")
     args = parser.parse_args()
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
@@ -210,13 +231,7 @@ def main() -> None:
 
         args.model = str(prepare_default_model())
 
-    results = {}
-    for name, bench in (("vllm_server", bench_vllm_server), ("engine_direct", bench_engine),
-                        ("gateway", bench_gateway)):
-        results[name] = bench(args.model, args)
-        for conc, r in results[name].items():  # printed as it comes: a later failure keeps what was measured
-            print(f"[{name}] {conc} streams: TTFT p50 {r.ttft_p50 * 1000:.1f} ms, {r.tokens_per_s:.1f} tokens/s",
-                  flush=True)
+    results = asyncio.run(run(args))
     print(f"\nmodel={args.model} max_tokens={args.max_tokens}")
     print(f"{'target':<15}{'streams':>8}{'TTFT p50 ms':>14}{'tokens/s':>11}")
     for name, by_conc in results.items():
