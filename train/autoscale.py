@@ -152,11 +152,7 @@ class NodeRequest:
         if bundles == self.bundles and (not bundles or time.monotonic() - self._sent_at < self.RESEND_S):
             return False
         if self._coordinator is None:
-            from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
-                get_or_create_autoscaling_coordinator,
-            )
-
-            self._coordinator = get_or_create_autoscaling_coordinator()
+            self._coordinator = ray.get(_coordinator_from_head().remote(), timeout=self.RPC_TIMEOUT_S)
         if bundles:
             from ray.data._internal.cluster_autoscaler.base_autoscaling_coordinator import (
                 ResourceRequestPriority,
@@ -176,3 +172,23 @@ class NodeRequest:
 
 def fmt_resources(resources: dict[str, float]) -> str:
     return ", ".join(f"{amount:g} {name}" for name, amount in resources.items())
+
+
+def _coordinator_from_head():
+    """A task on the head node that gets (or creates) Ray's cluster-wide autoscaling coordinator.
+
+    Ray creates that detached actor with a hard affinity to the node of whoever asks first. Asked from the gateway
+    replica, that can be a worker node, and the coordinator of every Ray Data and Ray Train request of the
+    cluster would die with it and never come back; the head node lives as long as the cluster.
+    """
+    import ray
+
+    @ray.remote(num_cpus=0, resources={"node:__internal_head__": 0.001})
+    def get_or_create():
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+
+        return get_or_create_autoscaling_coordinator()
+
+    return get_or_create
