@@ -1,7 +1,7 @@
 """Dataset validation on Ray Data: a streaming JSON Lines reader, per-batch checks, and the report they add up to.
 
 The file is read in 1 MiB chunks by one read task (so every row keeps its line number), the checks run as
-``map_batches`` tasks in parallel, and the driver folds the results batch by batch. Memory stays bounded by the
+``map_batches`` tasks in parallel and fold each block into a summary, and the driver merges the summaries. Memory stays bounded by the
 block size, not the file size: a 50 MB single line is cut off at ``max_row_bytes`` and reported, never held.
 """
 
