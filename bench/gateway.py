@@ -126,26 +126,32 @@ def bench_model(model_path: str):
     return ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048, max_ongoing_requests=16)
 
 
-def engine_env(model) -> dict[str, str]:
-    return {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
+def server_flags(engine_args: dict) -> list[str]:
+    """``AsyncEngineArgs`` fields as vLLM's server flags (``max_model_len`` → ``--max-model-len``; True → a bare
+    flag; False and None → left at the server's default, which is the same)."""
+    flags = []
+    for name, value in engine_args.items():
+        if value is None or value is False:
+            continue
+        flags.append("--" + name.replace("_", "-"))
+        if value is not True:
+            flags.append(str(value))
+    return flags
 
 
 @contextlib.contextmanager
 def vllm_server(model_path: str, log_dir: str):
-    """vLLM's own OpenAI server on the engine arguments VLLMEngine gives AsyncLLM (dtype "auto" = float32 on CPUs
-    without native bf16; LoRA on, which costs every decoding step something even when no adapter is asked for)."""
-    from deployments.engines.vllm_engine import MAX_LORAS, engine_dtype
+    """vLLM's own OpenAI server on the engine arguments the studio's engine runs with (dtype "auto" = float32 on
+    CPUs without native bf16; LoRA on, which costs every decoding step something even when no adapter is asked
+    for)."""
+    from deployments.engines.vllm_engine import cpu_env, engine_args
 
     model = bench_model(model_path)
     port = free_port()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path, "--port", str(port),
-           "--host", "127.0.0.1", "--served-model-name", "bench", "--max-model-len", str(model.max_model_len),
-           "--disable-log-stats", "--seed", str(model.seed), "--dtype", engine_dtype(model.dtype)]
-    cmd += ["--enforce-eager"] if model.enforce_eager else []
-    cmd += ["--enable-lora", "--max-lora-rank", str(model.max_lora_rank), "--max-loras", str(MAX_LORAS)] \
-        if model.enable_lora else []
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port), "--host", "127.0.0.1",
+           *server_flags(engine_args(model, model_path))]
     with open(Path(log_dir) / "vllm_server.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=os.environ | engine_env(model), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=os.environ | cpu_env(model), stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_ready(f"http://127.0.0.1:{port}/health", proc)
             yield f"http://127.0.0.1:{port}"
@@ -178,10 +184,10 @@ def studio_gateway(model_path: str):
 @contextlib.asynccontextmanager
 async def direct_engine(model_path: str):
     """The same VLLMEngine the engine deployment runs, in this process."""
-    from deployments.engines.vllm_engine import VLLMEngine
+    from deployments.engines.vllm_engine import VLLMEngine, cpu_env
 
     model = bench_model(model_path)
-    os.environ.update(engine_env(model))
+    os.environ.update(cpu_env(model))
     engine = VLLMEngine(model, model_path)
     await engine.start()
     try:

@@ -13,7 +13,7 @@ from ray.serve.config import BackpressureConfig
 
 from deployments.config import ModelConfig, StudioConfig
 from deployments.engine_deployment import LLMDeployment
-from deployments.engines.vllm_engine import adapter_version
+from deployments.engines.vllm_engine import adapter_version, cpu_env
 from deployments.gateway import Gateway
 from deployments.serving_state import AdapterEntry, ServingState, load_state
 
@@ -38,12 +38,8 @@ def _app_env_vars() -> dict[str, str]:
 
 
 def _engine_env(model: ModelConfig, config: StudioConfig) -> dict[str, str]:
-    # vLLM's engine and workers are child processes of the replica that pin their own threads; Ray's num_cpus is
-    # bookkeeping only, so the CPU budget has to reach vLLM through its own variables.
     env = _app_env_vars() | {"SAGE_HOME": config.sage_home}
-    if model.num_gpus == 0:
-        env |= {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": model.cpu_threads_bind}
-    return env
+    return env | cpu_env(model) if model.num_gpus == 0 else env
 
 
 def serving_state_for(config: StudioConfig) -> ServingState:

@@ -51,6 +51,29 @@ def engine_dtype(dtype: str) -> str:
     return dtype if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
 
 
+def engine_args(config: ModelConfig, model_path: str) -> dict:
+    """The ``AsyncEngineArgs`` the studio runs a model with (``bench/gateway.py`` gives vLLM's own server the same)."""
+    return dict(
+        model=model_path,
+        served_model_name=config.name,
+        max_model_len=config.max_model_len,
+        dtype=engine_dtype(config.dtype),
+        enforce_eager=config.enforce_eager,
+        enable_lora=config.enable_lora,
+        max_lora_rank=config.max_lora_rank,
+        max_loras=MAX_LORAS,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        seed=config.seed,
+        disable_log_stats=True,
+    )
+
+
+def cpu_env(config: ModelConfig) -> dict[str, str]:
+    """vLLM's CPU budget for the engine's child processes, which pin their own threads (Ray's num_cpus is only
+    bookkeeping), so it has to reach vLLM through its own variables."""
+    return {"VLLM_CPU_KVCACHE_SPACE": str(config.cpu_kvcache_gib), "VLLM_CPU_OMP_THREADS_BIND": config.cpu_threads_bind}
+
+
 class VLLMEngine(LLMEngine):
     def __init__(self, config: ModelConfig, model_path: str):
         self.config = config
@@ -67,25 +90,12 @@ class VLLMEngine(LLMEngine):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        c = self.config
-        args = AsyncEngineArgs(
-            model=self.model_path,
-            served_model_name=c.name,
-            max_model_len=c.max_model_len,
-            dtype=engine_dtype(c.dtype),
-            enforce_eager=c.enforce_eager,
-            enable_lora=c.enable_lora,
-            max_lora_rank=c.max_lora_rank,
-            max_loras=MAX_LORAS,
-            gpu_memory_utilization=c.gpu_memory_utilization,
-            seed=c.seed,
-            disable_log_stats=True,
-        )
+        args = AsyncEngineArgs(**engine_args(self.config, self.model_path))
         # Off the event loop: the engine process takes a model load to come up, and a replica that loads a new
         # model in the background (merged fine-tunes) must keep streaming from the old one meanwhile.
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model_path)
         self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-        for name, path in c.adapters.items():
+        for name, path in self.config.adapters.items():
             await self.add_adapter(name, path)
 
     def info(self) -> EngineInfo:
