@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ray.serve import Application
@@ -49,13 +48,13 @@ def serving_state_for(config: StudioConfig) -> ServingState:
     adapters = {
         name: entry
         for name, entry in state.adapters.items()
-        if entry.base in served and (Path(entry.path) / "adapter_config.json").is_file()
+        if entry.base in served and entry.on_disk
     }
     for model in config.models:
         for name, path in model.adapters.items():
             adapters[name] = AdapterEntry(base=model.name, path=path, version=adapter_version(path))
     merged = {name: entry for name, entry in state.merged.items()
-              if entry.base in served and (Path(entry.path) / "config.json").is_file() and name not in adapters}
+              if entry.base in served and entry.on_disk and name not in adapters}
     default = state.default_model if state.default_model in served | adapters.keys() | merged.keys() else None
     return ServingState(default_model=default, adapters=adapters, merged=merged)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from ray import serve
 
@@ -45,14 +44,19 @@ class LLMDeployment:
         base model, rather than a replica that fails every restart."""
         home = os.environ.get("SAGE_HOME")
         try:
-            spec = load_state(home).engine_weights(self.config.name) if home else built_with
+            state = load_state(home) if home else None
         except ValueError:  # an unreadable serving.json: the gateway reports it; serve what the app was built with
-            spec = built_with
-        if spec is not None and not (Path(spec["path"]) / "config.json").is_file():
-            logger.warning("merged weights %s are gone; starting model %s on its base weights", spec["path"],
-                           self.config.name)
+            state = None
+        if state is None:
+            return built_with
+        name = state.merged_on(self.config.name)
+        if name is None:
             return None
-        return spec
+        if not state.merged[name].on_disk:
+            logger.warning("merged weights %s are gone; starting model %s on its base weights",
+                           state.merged[name].path, self.config.name)
+            return None
+        return state.merged[name].weights(name)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         async with self.weights.use(request.weights, request.weights_version) as engine:

@@ -22,6 +22,11 @@ class AdapterEntry(BaseModel):
     version: str = Field(description="Fingerprint of the adapter weights; a new version is loaded afresh.")
     task_id: str | None = Field(None, description="The fine-tune task that produced it.")
 
+    @property
+    def on_disk(self) -> bool:
+        """Its folder still holds it (deleting a fine-tune leaves its entry behind)."""
+        return (Path(self.path) / "adapter_config.json").is_file()
+
 
 class MergedEntry(AdapterEntry):
     """A fine-tune merged into its base model's weights: the base's engine serves it instead of the base.
@@ -30,6 +35,10 @@ class MergedEntry(AdapterEntry):
     fingerprint of the adapter and base it was merged from."""
 
     adapter_path: str | None = Field(None, description="The PEFT adapter it was merged from.")
+
+    @property
+    def on_disk(self) -> bool:
+        return (Path(self.path) / "config.json").is_file()
 
     def weights(self, name: str) -> dict:
         return {"name": name, "path": self.path, "version": self.version}
