@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -90,8 +89,7 @@ class WeightSet:
                 for name, path in self.adapters.items():
                     await engine.add_adapter(name, path)
             # One token through the new weights: a checkpoint the engine can load but not run is refused here.
-            probe = GenerationRequest(request_id=f"probe-{uuid.uuid4().hex}", prompt="Hello", max_tokens=1,
-                                      temperature=0)
+            probe = GenerationRequest.probe()
             async for _ in engine.generate(probe):
                 pass
         except asyncio.CancelledError:  # the replica shuts down mid-load: free the half-started engine process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import uuid
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -35,6 +36,11 @@ class GenerationRequest:
     # name and version (None: the base weights).
     weights: str | None = None
     weights_version: str | None = None
+
+    @classmethod
+    def probe(cls, **target) -> GenerationRequest:
+        """One greedy token: enough to prove that new weights or an adapter load and run."""
+        return cls(request_id=f"probe-{uuid.uuid4().hex}", prompt="Hello", max_tokens=1, temperature=0, **target)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -157,8 +156,7 @@ def check_adapter(path: Path, max_rank: int) -> None:
 
 async def _probe(models: ModelRouter, name: str, entry: AdapterEntry) -> None:
     """One token through the engine with the new adapter: a checkpoint vLLM can't load is refused here."""
-    request = GenerationRequest(request_id=f"probe-{uuid.uuid4().hex}", prompt="Hello", max_tokens=1,
-                                temperature=0, adapter=name, adapter_path=entry.path)
+    request = GenerationRequest.probe(adapter=name, adapter_path=entry.path)
     try:
         async for _ in models.handles[entry.base].options(stream=True).generate.remote(request):
             pass
