@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from pipelines.batch import BatchSummary, run_batch
 from pipelines.models import VisualPipeline
 from pipelines.operators.base import OperatorEnv
-from pipelines.store import atomic_write
+from sage_studio.files import atomic_write
 
 JobStatus = Literal["queued", "running", "completed", "failed"]
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sage_studio.files import atomic_write
+
 KEY_VAR = "SAGE_STUDIO_API_KEY"
 KEY_FILE_VAR = "SAGE_STUDIO_API_KEY_FILE"
 KEY_FILE_NAME = "api_key"
@@ -23,8 +25,6 @@ def write_key_file(path: Path, key: str) -> Path:
     """Write ``key`` to ``path`` owner-only and atomically: a reader sees the old key or the new one, never a
     partial file. ``atomic_write`` writes through ``tempfile.mkstemp``, whose file is 0600 from its first byte, and
     ``os.replace`` keeps that mode."""
-    from pipelines.store import atomic_write  # here: pipelines' settings import the studio settings, which import us
-
     if not key.strip():
         raise ValueError("refusing to write an empty API key")
     atomic_write(path, key.strip() + "\n")

@@ -30,7 +30,8 @@ from pipelines.operators.base import DataType, OperatorEnv
 from pipelines.registry import default_registry
 from pipelines.runner import PipelineRunner, RunResult
 from pipelines.settings import pipeline_settings
-from pipelines.store import PipelineNotFound, PipelineStore, atomic_write
+from pipelines.store import PipelineNotFound, PipelineStore
+from sage_studio.files import atomic_write
 from pipelines.templates import list_templates, load_template
 
 router = APIRouter(tags=["pipelines"])

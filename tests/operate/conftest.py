@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from sage_studio import processes
+from sage_cli import processes
 
 
 @contextmanager

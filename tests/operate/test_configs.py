@@ -13,7 +13,7 @@ from ray.serve._private.build_app import build_app as serve_build
 from ray.serve.schema import ServeDeploySchema
 
 from deployments.app import build_app
-from sage_studio import launcher
+from sage_cli import launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_start_puts_the_key_in_a_0600_file_and_only_its_path_in_the_config(sage_
     from deployments.config import StudioConfig
     from deployments.ui_deployment import UIConfig
     from sage_studio.api_key import KEY_FILE_VAR
-    from sage_studio.studio_start import StartOptions, deploy_config
+    from sage_cli.start import StartOptions, deploy_config
 
     key = "sk-sage-config-test-0123456789"
     state = launcher.StudioState(run_id="r", owns_ray=True, dashboard_url="http://127.0.0.1:8265",

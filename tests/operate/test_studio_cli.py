@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_studio.launcher import free_port
-from sage_studio.processes import owned_processes
+from sage_cli.launcher import free_port
+from sage_cli.processes import owned_processes
 from sage_studio.settings import DEFAULT_MODEL_NAME
 
 SAGE = str(Path(sys.executable).parent / "sage")

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from sage_cli.pipeline import app
 from pipelines.models import export_json
 from tests.pipelines.pipeline_helpers import make_pipeline
 

@@ -126,7 +126,7 @@ def test_chat_with_memory_template_records_the_turn_in_the_session(http):
 def test_cli_runs_exports_and_imports_through_the_studio(http, studio, tmp_path):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from sage_cli.pipeline import app
 
     cli, url = CliRunner(), ["--url", studio.base_url]
     pid = http.post("/api/pipelines", json=bm25_qa(with_generator=False)).json()["id"]

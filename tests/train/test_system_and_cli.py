@@ -68,7 +68,7 @@ def test_recommendations_follow_gpu_memory():
 
 
 def test_cli_start_list_logs_cancel(ft_app, tmp_path):
-    from train.cli import app
+    from sage_cli.finetune import app
 
     data = tmp_path / "cli.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in alpaca_rows(16)))
@@ -90,7 +90,7 @@ def test_cli_start_list_logs_cancel(ft_app, tmp_path):
 
 
 def test_cli_worker_resources(tmp_path):
-    from train.cli import _parse_resources, app
+    from sage_cli.finetune import _parse_resources, app
 
     assert _parse_resources(["train_gpu=1", "memory=2e9"]) == {"train_gpu": 1.0, "memory": 2e9}
     data = tmp_path / "cli.jsonl"

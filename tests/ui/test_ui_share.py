@@ -1,4 +1,4 @@
-"""Sharing the studio: `sage studio start --share` (``sage_studio.share``: a Gradio tunnel to the studio's port, which
+"""Sharing the studio: `sage studio start --share` (``sage_cli.share``: a Gradio tunnel to the studio's port, which
 then requires its API key) and ``ui.share.launch_shared`` (the UI alone, in-process, behind a user:password login).
 Gradio's share server is made unreachable, so they behave the same with or without network: the studio or UI
 still runs and says there is no link."""
@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sage_studio.launcher import StudioState
-from sage_studio.processes import new_run_id, owned_processes
-from sage_studio.share import URL_WAIT_S, start_share
+from sage_cli.launcher import StudioState
+from sage_cli.processes import new_run_id, owned_processes
+from sage_cli.share import URL_WAIT_S, start_share
 from ui.app import LOGIN_USER
 from ui.share import launch_shared, parse_auth
 

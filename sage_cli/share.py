@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from sage_studio import processes
+from sage_cli import processes
 
 URL_WAIT_S = 60
 
@@ -29,7 +29,7 @@ def start_share(state, log_path: Path) -> tuple[int | None, str | None]:
     url_file = log_path.with_suffix(".url")
     url_file.unlink(missing_ok=True)
     host = "127.0.0.1" if state.http_host in ("0.0.0.0", "::") else state.http_host
-    args = [sys.executable, "-m", "sage_studio.share", "--host", host, "--port", str(state.http_port),
+    args = [sys.executable, "-m", "sage_cli.share", "--host", host, "--port", str(state.http_port),
             "--url-file", str(url_file)]
     pid = processes.spawn_owned(args, state.run_id, log_path)
     deadline = time.monotonic() + URL_WAIT_S

@@ -16,39 +16,9 @@ from typing import Any, Optional
 import httpx
 import typer
 
-from pipelines.settings import DEFAULT_STUDIO_URL
+from sage_cli.gateway_client import URL_OPTION, call, client
 
 app = typer.Typer(help="Run, list, import, export and batch pipelines.", no_args_is_help=True)
-
-URL = typer.Option(None, "--url", envvar="SAGE_STUDIO_URL", help="Studio URL (default http://127.0.0.1:8000).")
-
-
-def _client(url: str | None) -> httpx.Client:
-    headers = {}
-    if key := os.environ.get("SAGE_STUDIO_API_KEY"):
-        headers["Authorization"] = f"Bearer {key}"
-    return httpx.Client(base_url=(url or DEFAULT_STUDIO_URL).rstrip("/"), headers=headers, timeout=600)
-
-
-def _check(response: httpx.Response, raw: bool) -> Any:
-    if response.is_success:
-        return response if raw else response.json()
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text
-    typer.echo(f"error {response.status_code}: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _request(call, *args, raw: bool = False, **kwargs) -> Any:
-    """The JSON answer (or the response itself when ``raw``); a clear message and exit code 1 on an error."""
-    try:
-        return _check(call(*args, **kwargs), raw)
-    except httpx.TransportError as exc:
-        typer.echo(f"cannot reach the studio: {exc}. Start it with 'sage studio start' or pass --url.", err=True)
-        raise typer.Exit(2) from None
-
 
 def _parse_input(text: Optional[str], json_text: Optional[str]) -> Any:
     if json_text is None:
@@ -79,7 +49,7 @@ def run(
     input_json: Optional[str] = typer.Option(None, "--input-json", help="The run input as a JSON object."),
     local: bool = typer.Option(False, help="Run in this process instead of in the studio's gateway."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print each node's status, timing and log."),
-    url: Optional[str] = URL,
+    url: str = URL_OPTION,
 ) -> None:
     """Run a pipeline file on one input and print the terminal nodes' outputs as JSON."""
     from pipelines.models import import_json
@@ -101,16 +71,16 @@ def run(
             raise typer.Exit(1) from None
         _print_run(PipelineRunner(built).run(value).model_dump(mode="json"), verbose)
         return
-    with _client(url) as http:
+    with client(url) as http:
         body = {"pipeline": pipeline.model_dump(mode="json"), "input": value}
-        _print_run(_request(http.post, "/api/pipelines/run", json=body), verbose)
+        _print_run(call(http, "POST", "/api/pipelines/run", json=body), verbose)
 
 
 @app.command("list")
-def list_(url: Optional[str] = URL) -> None:
+def list_(url: str = URL_OPTION) -> None:
     """Saved pipelines, most recently changed first."""
-    with _client(url) as http:
-        for item in _request(http.get, "/api/pipelines"):
+    with client(url) as http:
+        for item in call(http, "GET", "/api/pipelines"):
             typer.echo(f"{item['id']}  {item['nodes']:>3} nodes  {item['updated_at']}  {item['name']}")
 
 
@@ -119,11 +89,11 @@ def export(
     pipeline_id: str = typer.Argument(..., help="Id of a saved pipeline (see 'sage pipeline list')."),
     python: bool = typer.Option(False, "--python", help="Export a runnable Python script instead of JSON."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
-    url: Optional[str] = URL,
+    url: str = URL_OPTION,
 ) -> None:
     """Download a saved pipeline as a versioned JSON file, or as a Python script."""
-    with _client(url) as http:
-        text = _request(http.get, f"/api/pipelines/{pipeline_id}/{'python' if python else 'export'}", raw=True).text
+    with client(url) as http:
+        text = call(http, "GET", f"/api/pipelines/{pipeline_id}/{'python' if python else 'export'}", raw=True).text
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -132,10 +102,10 @@ def export(
 
 
 @app.command("import")
-def import_(file: Path = typer.Argument(..., exists=True, dir_okay=False), url: Optional[str] = URL) -> None:
+def import_(file: Path = typer.Argument(..., exists=True, dir_okay=False), url: str = URL_OPTION) -> None:
     """Save a pipeline file in the studio (it gets a new id)."""
-    with _client(url) as http:
-        saved = _request(http.post, "/api/pipelines/import", files={"file": (file.name, file.read_bytes())})
+    with client(url) as http:
+        saved = call(http, "POST", "/api/pipelines/import", files={"file": (file.name, file.read_bytes())})
     typer.echo(saved["id"])
 
 
@@ -145,21 +115,21 @@ def batch(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Inputs: .jsonl (one JSON per line) or .csv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Save the output rows here when done."),
     wait: bool = typer.Option(True, help="Wait and show progress until the job finishes."),
-    url: Optional[str] = URL,
+    url: str = URL_OPTION,
 ) -> None:
     """Run every row of FILE through a saved pipeline on Ray Data."""
-    with _client(url) as http:
-        job = _request(http.post, f"/api/pipelines/{pipeline_id}/batch", files={"file": (file.name, file.read_bytes())})
+    with client(url) as http:
+        job = call(http, "POST", f"/api/pipelines/{pipeline_id}/batch", files={"file": (file.name, file.read_bytes())})
         typer.echo(f"job {job['job_id']} started", err=True)
         while wait and job["status"] in ("queued", "running"):
             time.sleep(1)
-            job = _request(http.get, f"/api/pipelines/batches/{job['job_id']}")
+            job = call(http, "GET", f"/api/pipelines/batches/{job['job_id']}")
             typer.echo(f"\r{job['done']}/{job['total'] or '?'} rows, {job['failed']} failed", err=True, nl=False)
         if wait:
             typer.echo("", err=True)
             typer.echo(json.dumps({k: job[k] for k in ("status", "total", "done", "failed", "metrics", "errors", "error")},
                                   indent=2))
             if output is not None and job["status"] == "completed":
-                output.write_bytes(_request(http.get, f"/api/pipelines/batches/{job['job_id']}/output", raw=True).content)
+                output.write_bytes(call(http, "GET", f"/api/pipelines/batches/{job['job_id']}/output", raw=True).content)
             if job["status"] != "completed":
                 raise typer.Exit(1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.cli import app as pipeline_app
-from sage_studio.studio_cli import app as studio_app
-from train.cli import app as finetune_app
+from sage_cli.finetune import app as finetune_app
+from sage_cli.pipeline import app as pipeline_app
+from sage_cli.studio import app as studio_app
 
 app = typer.Typer(help="SAGE Studio on Ray: chat, pipelines, fine-tuning and hot-swap of LLMs.", no_args_is_help=True)
 models_app = typer.Typer(help="Models the studio can serve.", no_args_is_help=True)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import yaml
 from pydantic import BaseModel, Field
 
-from sage_studio import processes
+from sage_cli import processes
 from sage_studio.api_key import KEY_VAR
 from sage_studio.settings import get_settings
 
@@ -251,7 +251,7 @@ def node_ip() -> str:
 
 
 def wait_for_dashboard(url: str, pid: int | None, log_path: Path | None, timeout_s: float) -> None:
-    from sage_studio.serve_rest import serve_client
+    from deployments.serve_rest import serve_client
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -337,7 +337,7 @@ class StopReport:
 
 def stop_studio(state: StudioState, grace_s: float = 30.0, log: Callable[[str], None] = lambda _: None) -> StopReport:
     """Delete the Serve apps, then end every process we own; returns what (if anything) survived."""
-    from sage_studio.serve_rest import delete_all, serve_client
+    from deployments.serve_rest import delete_all, serve_client
 
     deleted = False
     try:
@@ -359,7 +359,7 @@ def studio_running(state: StudioState) -> bool:
     """The recorded studio is alive: our head process runs (if we own it) and its dashboard answers."""
     if state.owns_ray and not processes.pid_alive(state.head_pid):
         return False
-    from sage_studio.serve_rest import serve_client
+    from deployments.serve_rest import serve_client
 
     try:
         serve_client(state.dashboard_url)

@@ -11,40 +11,11 @@ from typing import Optional
 import httpx
 import typer
 
+from sage_cli.gateway_client import URL_OPTION, call, check, client
 from sage_studio.settings import DEFAULT_MODEL_NAME
 
 app = typer.Typer(help="Fine-tune models with LoRA on the studio's Ray cluster.", no_args_is_help=True)
-URL_OPTION = typer.Option(
-    os.environ.get("SAGE_STUDIO_URL", "http://127.0.0.1:8000"), "--url", help="The studio (env SAGE_STUDIO_URL)."
-)
 FINAL = ("completed", "failed", "cancelled")
-
-
-def _client(url: str) -> httpx.Client:
-    headers = {}
-    if key := os.environ.get("SAGE_STUDIO_API_KEY"):
-        headers["Authorization"] = f"Bearer {key}"
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(600, connect=10))
-
-
-def _check(response: httpx.Response) -> dict | list:
-    if response.is_success:
-        return response.json() if response.content else {}
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:500]
-    typer.secho(f"error ({response.status_code}): {message}", fg="red", err=True)
-    raise typer.Exit(1)
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs):
-    try:
-        return _check(client.request(method, path, **kwargs))
-    except httpx.TransportError as exc:
-        typer.secho(f"cannot reach the studio at {client.base_url}: {exc}. Is it running (sage studio start)?",
-                    fg="red", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -72,8 +43,8 @@ def start(
 ) -> None:
     """Upload a dataset, show its validation report, queue a fine-tune and follow it with a progress bar."""
     resources = _parse_resources(worker_resource or [])
-    with _client(url) as client, open(data, "rb") as f:
-        ds = _call(client, "POST", "/api/datasets", files={"file": (data.name, f)},
+    with client(url) as client, open(data, "rb") as f:
+        ds = call(client, "POST", "/api/datasets", files={"file": (data.name, f)},
                    data={"model": model, "max_length": str(max_length)})
         report = ds["report"]
         typer.echo(f"dataset {ds['id']}: {report['format']}, {report['rows_valid']} valid / "
@@ -89,7 +60,7 @@ def start(
                 "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name}
         if resources:
             body["worker_resources"] = resources
-        task = _call(client, "POST", "/api/finetune/create", json=body)
+        task = call(client, "POST", "/api/finetune/create", json=body)
         typer.echo(f"task {task['id']} {task['state']}")
         if not detach:
             _follow(client, task["id"])
@@ -118,7 +89,7 @@ def _follow(client: httpx.Client, task_id: str) -> None:
     with Progress(*columns, transient=False) as bar:
         row = bar.add_task("queued", total=None, info="")
         while True:
-            task = _call(client, "GET", f"/api/finetune/tasks/{task_id}")
+            task = call(client, "GET", f"/api/finetune/tasks/{task_id}")
             p = task.get("progress", {})
             info = f"loss {p['loss']:.4f}" if p.get("loss") is not None else p.get("phase", "")
             bar.update(row, description=task["state"], total=p.get("total_steps"), completed=p.get("step", 0),
@@ -137,8 +108,8 @@ def _follow(client: httpx.Client, task_id: str) -> None:
 @app.command("list")
 def list_tasks(url: str = URL_OPTION) -> None:
     """Tasks, newest first: id, state, progress, last loss, name."""
-    with _client(url) as client:
-        tasks = _call(client, "GET", "/api/finetune/tasks")
+    with client(url) as client:
+        tasks = call(client, "GET", "/api/finetune/tasks")
     if not tasks:
         typer.echo("no fine-tune tasks")
     for t in tasks:
@@ -152,15 +123,15 @@ def list_tasks(url: str = URL_OPTION) -> None:
 def logs(task_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
          url: str = URL_OPTION) -> None:
     """Print a task's log (or stream it with --follow)."""
-    with _client(url) as client:
+    with client(url) as client:
         if not follow:
             response = client.get(f"/api/finetune/tasks/{task_id}/logs")
-            _check(response) if not response.is_success else sys.stdout.write(response.text)
+            check(response) if not response.is_success else sys.stdout.write(response.text)
             return
         with client.stream("GET", f"/api/finetune/tasks/{task_id}/logs", params={"follow": "true"}) as stream:
             if not stream.is_success:
                 stream.read()
-                _check(stream)
+                check(stream)
             for chunk in stream.iter_text():
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
@@ -169,6 +140,6 @@ def logs(task_id: str, follow: bool = typer.Option(False, "--follow", "-f", help
 @app.command()
 def cancel(task_id: str, url: str = URL_OPTION) -> None:
     """Cancel a queued or running task."""
-    with _client(url) as client:
-        task = _call(client, "POST", f"/api/finetune/tasks/{task_id}/cancel")
+    with client(url) as client:
+        task = call(client, "POST", f"/api/finetune/tasks/{task_id}/cancel")
     typer.echo(f"task {task_id} {task['state']}")

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sage_studio import launcher
+from sage_cli import launcher
 from sage_studio.api_key import parse_login
 
 app = typer.Typer(help="Run the studio.", no_args_is_help=True)
@@ -51,7 +51,7 @@ def start(
     timeout: float = typer.Option(900, help="Seconds to wait for the application to be running."),
 ) -> None:
     """Start Ray, deploy the studio's Serve application and print its URLs (a second start only says where it is)."""
-    from sage_studio.studio_start import StartOptions, start_studio
+    from sage_cli.start import StartOptions, start_studio
 
     try:
         login = parse_login(auth) if auth is not None else None
@@ -112,7 +112,7 @@ def _ago(ts: float) -> str:
 
 
 def _list_finetuned() -> None:
-    from sage_studio.studio_start import list_finetuned
+    from sage_cli.start import list_finetuned
 
     tunes = list_finetuned()
     if not tunes:
@@ -147,7 +147,7 @@ def stop(grace: float = typer.Option(30, help="Seconds to wait for a clean exit 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Each deployment's health, replicas, model and URL; the Ray nodes. Exit code 1 when not running."""
-    from sage_studio import serve_rest
+    from deployments import serve_rest
 
     state = launcher.read_state()
     if state is None or not launcher.studio_running(state):
@@ -221,7 +221,7 @@ def logs(
     match: Optional[str] = typer.Option(None, "--filter", help="Only logs whose label contains this (e.g. LLM, Gateway)."),
 ) -> None:
     """The app's logs from every node: Serve controller, proxies, replicas (and the engines' stderr)."""
-    from sage_studio.studio_logs import stream_logs
+    from sage_cli.logs import stream_logs
 
     state = launcher.read_state()
     if state is None or not launcher.studio_running(state):

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from sage_studio.serve_rest import enable_ray_auth_if_configured
+from deployments.serve_rest import enable_ray_auth_if_configured
 
 
 @dataclass(frozen=True)

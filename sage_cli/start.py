@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sage_studio import launcher, processes
+from sage_cli import launcher, processes
 from sage_studio.api_key import KEY_FILE_NAME, KEY_FILE_VAR, LOGIN_FILE_NAME, LOGIN_FILE_VAR, write_key_file
 from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
 
@@ -133,7 +133,7 @@ def start_studio(opts: StartOptions, report: Report = lambda _: None) -> launche
         import os
 
         from sage_studio.api_key import KEY_VAR
-        from sage_studio.share import new_login_key
+        from sage_cli.share import new_login_key
 
         os.environ[KEY_VAR] = new_login_key()
         get_settings.cache_clear()
@@ -197,10 +197,10 @@ def deploy_config(state: launcher.StudioState, opts: StartOptions, args: dict[st
 
 def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any], key: str | None,
             report: Report) -> launcher.StudioState:
-    from sage_studio import serve_rest
+    from deployments import serve_rest
 
     if opts.share:
-        from sage_studio.share import start_share
+        from sage_cli.share import start_share
 
         report("opening a Gradio share link")
         state.share_pid, state.share_url = start_share(state, Path(state.log_dir) / "share.log")
