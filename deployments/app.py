@@ -10,15 +10,12 @@ from typing import Any
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from deployments.config import ModelConfig, StudioConfig
+from deployments.config import ModelConfig, StudioConfig, engine_deployment_name
 from deployments.engine_deployment import LLMDeployment
-from deployments.engines.vllm_engine import adapter_version, cpu_env
+from deployments.engines.vllm_engine import cpu_env
 from deployments.gateway import Gateway
-from deployments.serving_state import AdapterEntry, ServingState, load_state
-
-
-def engine_deployment_name(model_name: str) -> str:
-    return "LLM-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
+from deployments.model_switch import serving_state_for
+from deployments.serving_state import ServingState
 
 
 def _app_env_vars() -> dict[str, str]:
@@ -39,24 +36,6 @@ def _app_env_vars() -> dict[str, str]:
 def _engine_env(model: ModelConfig, config: StudioConfig) -> dict[str, str]:
     env = _app_env_vars() | {"SAGE_HOME": config.sage_home}
     return env | cpu_env(model) if model.num_gpus == 0 else env
-
-
-def serving_state_for(config: StudioConfig) -> ServingState:
-    """The persisted choice (last hot swap) plus the adapters the config names, minus what no longer exists."""
-    state = load_state(config.sage_home)
-    served = {m.name for m in config.models}
-    adapters = {
-        name: entry
-        for name, entry in state.adapters.items()
-        if entry.base in served and entry.on_disk
-    }
-    for model in config.models:
-        for name, path in model.adapters.items():
-            adapters[name] = AdapterEntry(base=model.name, path=path, version=adapter_version(path))
-    merged = {name: entry for name, entry in state.merged.items()
-              if entry.base in served and entry.on_disk and name not in adapters}
-    default = state.default_model if state.default_model in served | adapters.keys() | merged.keys() else None
-    return ServingState(default_model=default, adapters=adapters, merged=merged)
 
 
 def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -> Application:

@@ -19,6 +19,14 @@ CPU_MAX_ONGOING, CPU_MAX_QUEUED, RETRY_AFTER_S = 8, 8, 5.0
 GPU_MAX_ONGOING, GPU_MAX_QUEUED = 64, 128
 
 
+# Serve deployment names: the builder, the hot swap and `sage studio status` all find deployments by them.
+GATEWAY_NAME = "Gateway"
+
+
+def engine_deployment_name(model_name: str) -> str:
+    return "LLM-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
+
+
 class AutoscalingConfig(BaseModel):
     """Serve autoscaling bounds for one engine deployment."""
 

@@ -7,12 +7,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.api import create_api
-from deployments.config import StudioConfig
+from deployments.config import GATEWAY_NAME, StudioConfig
 from deployments.model_router import ModelRouter
 from deployments.serving_state import ServingState
-
-GATEWAY_NAME = "Gateway"
-
 
 @serve.deployment(name=GATEWAY_NAME)
 @serve.ingress()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from deployments.gateway import GATEWAY_NAME
+from deployments import serve_rest
+from deployments.config import GATEWAY_NAME
 from deployments.serving_state import ServingState
 
 
@@ -29,9 +30,7 @@ class Redeployer:
         self._lock = asyncio.Lock()  # one swap at a time per gateway replica
 
     def _client(self):
-        from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
-        return ServeSubmissionClient(self.dashboard_url)
+        return serve_rest.serve_client(self.dashboard_url)  # with the cluster's auth token, like the CLI
 
     def _patched_config(self, details: dict, state: ServingState, gateway: ServingState | None = None,
                         also: dict[str, list] | None = None) -> dict:
@@ -77,9 +76,11 @@ class Redeployer:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 app = (await asyncio.to_thread(client.get_serve_details))["applications"][self.app_name]
-                if app["last_deployed_time_s"] != before and app["status"] == "RUNNING":
+                if app["last_deployed_time_s"] == before:  # Serve has not taken the new config in yet
+                    pass
+                elif app["status"] == serve_rest.APP_RUNNING:
                     return
-                if app["status"] == "DEPLOY_FAILED":
+                elif app["status"] in serve_rest.APP_FAILED:
                     raise RuntimeError(f"Serve could not apply the new model: {app.get('message')}")
                 await asyncio.sleep(0.25)
             raise TimeoutError(f"Serve did not finish applying the new model within {timeout_s:.0f} s")

@@ -1,5 +1,4 @@
-"""The gateway's guards: who may call it, how big a request may be, which browsers may call it cross-site, and
-what a client sees when the engine replica answering it dies.
+"""The gateway's guards: who may call it, how big a request may be and which browsers may call it cross-site.
 
 ``install_security(app, config)`` is the one entry point; ``deployments.api.create_api`` calls it once.
 
@@ -11,9 +10,8 @@ what a client sees when the engine replica answering it dies.
   without one (chunked) is counted while the route reads it and refused as soon as it passes the limit.
   Multipart uploads get the larger ``max_upload_bytes``; the upload routes cap each file again as they copy it.
 - **CORS.** No origin is allowed unless ``gateway.cors_origins`` names it (Starlette's ``CORSMiddleware``).
-- **Engine faults.** A replica that dies under a request (Serve restarts it) is a 503 with ``Retry-After``,
-  not a 500. Back-pressure (an engine's ``max_queued_requests`` reached) is ``model_router.EngineBusyError``,
-  answered in ``api.py`` with the engine deployment's ``backpressure_config`` status and ``Retry-After``.
+
+Engine faults (a replica that dies under a request, back-pressure) are answered in ``deployments/errors.py``.
 """
 
 from __future__ import annotations
@@ -21,20 +19,18 @@ from __future__ import annotations
 import hmac
 import logging
 
-from fastapi import FastAPI, HTTPException, Request
-from ray.exceptions import RayActorError
+from fastapi import FastAPI, HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deployments.config import StudioConfig
+from deployments.errors import error_response
 from sage_studio.api_key import key_from_environment
 
 logger = logging.getLogger("ray.serve")
 
 # Reachable without a key: liveness for load balancers and the schema/docs (they describe, they hold no data).
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-# Seconds a client should wait before retrying after an engine replica died: Serve restarts it in about that.
-ENGINE_RESTART_RETRY_S = 15
 
 MISSING_KEY = (
     "This studio requires an API key: send the header 'Authorization: Bearer <key>' "
@@ -121,8 +117,6 @@ class SecurityMiddleware:
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str,
                       headers: dict | None = None) -> None:
-        from deployments.api import error_response  # api imports this module: resolve at call time
-
         await error_response(status, message, headers)(scope, receive, send)
 
 
@@ -144,7 +138,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 
 def install_security(app: FastAPI, config: StudioConfig) -> None:
-    """Add the key check, body limits, CORS policy and engine-fault answers to the gateway's app."""
+    """Add the key check, body limits and CORS policy to the gateway's app."""
     gateway = config.gateway
     api_key = resolve_api_key(config)
     app.add_middleware(SecurityMiddleware, api_key=api_key, max_body_bytes=gateway.max_body_bytes,
@@ -157,14 +151,3 @@ def install_security(app: FastAPI, config: StudioConfig) -> None:
     logger.info("gateway security: api key %s, body limit %s, upload limit %s, CORS origins %s",
                 "required" if api_key else "off", _human(gateway.max_body_bytes), _human(gateway.max_upload_bytes),
                 gateway.cors_origins or "none")
-
-    @app.exception_handler(RayActorError)
-    async def _engine_died(_: Request, exc: RayActorError):
-        from deployments.api import error_response
-
-        logger.warning("engine replica died under a request: %s", type(exc).__name__)
-        return error_response(
-            503,
-            "The model replica answering this request stopped; it is being restarted. Retry in a few seconds.",
-            {"Retry-After": str(ENGINE_RESTART_RETRY_S)},
-        )

@@ -7,11 +7,11 @@ routes. At run time the same state travels to the replicas as Serve ``user_confi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from sage_studio.files import atomic_write
 
 
 class AdapterEntry(BaseModel):
@@ -84,11 +84,4 @@ def load_state(sage_home: str | Path) -> ServingState:
 
 def save_state(sage_home: str | Path, state: ServingState) -> None:
     """Atomic write: a crash mid-write leaves the previous choice, never half a file."""
-    path = state_file(sage_home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".serving-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(state.model_dump(), fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(state_file(sage_home), json.dumps(state.model_dump(), indent=2))

@@ -18,9 +18,6 @@ from ray.serve import Application
 
 from sage_studio.api_key import key_from_environment, login_from_environment
 
-UI_ROUTE_PREFIX = "/ui"
-
-
 class UIConfig(BaseModel):
     """What the UI deployment needs to reach the gateway."""
 

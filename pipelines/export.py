@@ -111,9 +111,3 @@ def export_python(pipeline: VisualPipeline, default_input: object = None) -> str
     default = "" if default_input is None else f"\n    if run_input is None:\n        run_input = {_literal(default_input, 8)}"
     lines.append(_MAIN.format(default_input=default))
     return "\n".join(lines)
-
-
-def check_script(source: str) -> None:
-    """Compile the generated script (raises ``SyntaxError`` if export produced broken Python)."""
-    compile(source, "<exported pipeline>", "exec")
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -43,8 +42,8 @@ def start(
 ) -> None:
     """Upload a dataset, show its validation report, queue a fine-tune and follow it with a progress bar."""
     resources = _parse_resources(worker_resource or [])
-    with client(url) as client, open(data, "rb") as f:
-        ds = call(client, "POST", "/api/datasets", files={"file": (data.name, f)},
+    with client(url) as http, open(data, "rb") as f:
+        ds = call(http, "POST", "/api/datasets", files={"file": (data.name, f)},
                    data={"model": model, "max_length": str(max_length)})
         report = ds["report"]
         typer.echo(f"dataset {ds['id']}: {report['format']}, {report['rows_valid']} valid / "
@@ -60,10 +59,10 @@ def start(
                 "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name}
         if resources:
             body["worker_resources"] = resources
-        task = call(client, "POST", "/api/finetune/create", json=body)
+        task = call(http, "POST", "/api/finetune/create", json=body)
         typer.echo(f"task {task['id']} {task['state']}")
         if not detach:
-            _follow(client, task["id"])
+            _follow(http, task["id"])
 
 
 def _parse_resources(items: list[str]) -> dict[str, float]:
@@ -81,7 +80,7 @@ def _parse_resources(items: list[str]) -> dict[str, float]:
     return resources
 
 
-def _follow(client: httpx.Client, task_id: str) -> None:
+def _follow(http: httpx.Client, task_id: str) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -89,7 +88,7 @@ def _follow(client: httpx.Client, task_id: str) -> None:
     with Progress(*columns, transient=False) as bar:
         row = bar.add_task("queued", total=None, info="")
         while True:
-            task = call(client, "GET", f"/api/finetune/tasks/{task_id}")
+            task = call(http, "GET", f"/api/finetune/tasks/{task_id}")
             p = task.get("progress", {})
             info = f"loss {p['loss']:.4f}" if p.get("loss") is not None else p.get("phase", "")
             bar.update(row, description=task["state"], total=p.get("total_steps"), completed=p.get("step", 0),
@@ -108,8 +107,8 @@ def _follow(client: httpx.Client, task_id: str) -> None:
 @app.command("list")
 def list_tasks(url: str = URL_OPTION) -> None:
     """Tasks, newest first: id, state, progress, last loss, name."""
-    with client(url) as client:
-        tasks = call(client, "GET", "/api/finetune/tasks")
+    with client(url) as http:
+        tasks = call(http, "GET", "/api/finetune/tasks")
     if not tasks:
         typer.echo("no fine-tune tasks")
     for t in tasks:
@@ -123,12 +122,12 @@ def list_tasks(url: str = URL_OPTION) -> None:
 def logs(task_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the task ends."),
          url: str = URL_OPTION) -> None:
     """Print a task's log (or stream it with --follow)."""
-    with client(url) as client:
+    with client(url) as http:
         if not follow:
-            response = client.get(f"/api/finetune/tasks/{task_id}/logs")
+            response = http.get(f"/api/finetune/tasks/{task_id}/logs")
             check(response) if not response.is_success else sys.stdout.write(response.text)
             return
-        with client.stream("GET", f"/api/finetune/tasks/{task_id}/logs", params={"follow": "true"}) as stream:
+        with http.stream("GET", f"/api/finetune/tasks/{task_id}/logs", params={"follow": "true"}) as stream:
             if not stream.is_success:
                 stream.read()
                 check(stream)
@@ -140,6 +139,6 @@ def logs(task_id: str, follow: bool = typer.Option(False, "--follow", "-f", help
 @app.command()
 def cancel(task_id: str, url: str = URL_OPTION) -> None:
     """Cancel a queued or running task."""
-    with client(url) as client:
-        task = call(client, "POST", f"/api/finetune/tasks/{task_id}/cancel")
+    with client(url) as http:
+        task = call(http, "POST", f"/api/finetune/tasks/{task_id}/cancel")
     typer.echo(f"task {task_id} {task['state']}")

@@ -7,13 +7,11 @@ Every command talks to the studio over HTTP (``--url``, env ``SAGE_STUDIO_URL``,
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-import httpx
 import typer
 
 from sage_cli.gateway_client import URL_OPTION, call, client

@@ -67,27 +67,33 @@ def list_finetuned() -> list[FinetunedModel]:
     return sorted(found, key=lambda f: f.finished_at or 0, reverse=True)
 
 
-def _use_finetuned(base_name: str, models: list) -> str:
-    """Make the latest fine-tune the chat model (persisted in the serving state); returns its served name."""
-    from deployments.engines.vllm_engine import adapter_version
-    from deployments.serving_state import AdapterEntry, load_state, save_state
-
+def _latest_finetune(served: set[str]) -> FinetunedModel:
+    """The fine-tune ``--use-finetuned`` serves: the latest completed one, trained on a model the studio serves."""
     tunes = list_finetuned()
     if not tunes:
         raise launcher.LaunchError("--use-finetuned: there is no completed fine-tune yet (see `sage finetune list`).")
     tune = tunes[0]
-    served = {m.name for m in models}
     if tune.base not in served:
         raise launcher.LaunchError(
             f"--use-finetuned: the latest fine-tune '{tune.name}' was trained on '{tune.base}', but the studio serves "
             f"{sorted(served)}. Start with --llm-model {tune.base}.")
-    name = tune.name if tune.name not in served else tune.task_id
-    home = get_settings().sage_home
-    state = load_state(home)
-    entry = AdapterEntry(base=tune.base, path=str(tune.adapter_path), version=adapter_version(str(tune.adapter_path)),
-                         task_id=tune.task_id)
-    save_state(home, state.model_copy(update={"default_model": name, "adapters": state.adapters | {name: entry}}))
-    return name
+    return tune
+
+
+def _switch_to_finetune(state: launcher.StudioState, tune: FinetunedModel, key: str | None) -> str:
+    """Make ``tune`` the chat model through the running gateway: the same checked, probed switch the UI and
+    ``POST /api/finetune/use-as-backend`` make (``deployments/model_switch.py``); returns its served name."""
+    import httpx
+
+    from sage_studio.http_errors import error_message
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = httpx.post(f"{state.base_url}/api/finetune/use-as-backend", json={"task_id": tune.task_id},
+                          headers=headers, timeout=900)
+    if not response.is_success:
+        raise launcher.LaunchError(f"--use-finetuned: the studio refused fine-tune '{tune.name}' "
+                                   f"({response.status_code}): {error_message(response)}")
+    return response.json()["model"]
 
 
 def studio_args(opts: StartOptions, report: Report) -> dict[str, Any]:
@@ -108,11 +114,10 @@ def studio_args(opts: StartOptions, report: Report) -> dict[str, Any]:
         name = DEFAULT_MODEL_NAME if source == DEFAULT_MODEL_NAME else Path(source).name or source
         models.append(ModelConfig(name=name, source=source, engine=opts.engine, **opts.model_overrides))
     config = StudioConfig(models=models, sage_home=str(settings.sage_home))
-    if opts.use_finetuned:
+    if opts.use_finetuned:  # checked before anything starts; the switch itself happens once the app runs
         if not models:
             raise launcher.LaunchError("--use-finetuned needs a local model: drop --no-llm.")
-        chosen = _use_finetuned(models[0].name, models)
-        report(f"chat model: fine-tune '{chosen}' on {models[0].name}")
+        _latest_finetune({m.name for m in models})
     return config.model_dump(mode="json")
 
 
@@ -222,6 +227,11 @@ def _deploy(state: launcher.StudioState, opts: StartOptions, args: dict[str, Any
         report(f"{status.status.lower()} ({waited:.0f} s): " + (", ".join(parts) or "building"))
 
     serve_rest.wait_running(client, launcher.APP_NAME, opts.timeout_s, progress)
+    if opts.use_finetuned:
+        tune = _latest_finetune({m["name"] for m in args["models"]})
+        report(f"switching the chat model to fine-tune '{tune.name}'")
+        chosen = _switch_to_finetune(state, tune, key)
+        report(f"chat model: fine-tune '{chosen}' on {tune.base}")
     if ui_deployed:
         serve_rest.wait_running(client, launcher.UI_APP_NAME, max(60.0, opts.timeout_s / 4), progress)
     return state

@@ -183,7 +183,7 @@ def _nodes(dashboard_url: str) -> list[dict]:
 
 
 def _models_by_deployment(args: dict) -> dict[str, str]:
-    from deployments.app import engine_deployment_name
+    from deployments.config import engine_deployment_name
 
     return {engine_deployment_name(m["name"]): f"{m['name']} ({m.get('engine', 'auto')}, {m['source']})"
             for m in args.get("models", [])}

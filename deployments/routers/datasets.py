@@ -10,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from deployments.config import StudioConfig
-from deployments.routers.finetune import ensure_services, resolve_model, store_of
+from deployments.services import Datasets, Store
+from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
-from train.datasets import DatasetError, DatasetService
+from train.datasets import DatasetError
 from train.store import ACTIVE_STATES, DatasetRecord
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -39,15 +39,6 @@ _UPLOAD_SCHEMA = {
 }
 
 
-async def startup(state: Any, config: StudioConfig) -> None:
-    await ensure_services(state, config)
-
-
-def _service(request: Request) -> DatasetService:
-    store_of(request)
-    return request.app.state.datasets
-
-
 def _max_length(value: Any) -> int:
     try:
         number = int(value)
@@ -59,9 +50,8 @@ def _max_length(value: Any) -> int:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord, openapi_extra=_UPLOAD_SCHEMA)
-async def upload(request: Request) -> DatasetRecord:
+async def upload(request: Request, service: Datasets) -> DatasetRecord:
     """Store an uploaded dataset and validate it on Ray Data; 4xx with the reason when it cannot be used."""
-    service = _service(request)
     declared = request.headers.get("content-length")
     # Refuse an oversize upload from its header, before reading a byte of it.
     if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
@@ -78,7 +68,7 @@ async def upload(request: Request) -> DatasetRecord:
                                 detail="No file: put the dataset in the multipart field 'file'.")
         model = str(form.get("model") or DEFAULT_MODEL_NAME)
         max_length = _max_length(form.get("max_length") or 1024)
-        model_path = await run_in_threadpool(resolve_model, model)
+        model_path = await run_in_threadpool(resolve_model_path, model)
         name = form.get("name")
         try:
             return await run_in_threadpool(
@@ -92,22 +82,22 @@ async def upload(request: Request) -> DatasetRecord:
 
 
 @router.get("", response_model=list[DatasetRecord])
-async def list_datasets(request: Request) -> list[DatasetRecord]:
+async def list_datasets(store: Store) -> list[DatasetRecord]:
     """All datasets, newest first."""
-    return await run_in_threadpool(store_of(request).list_datasets)
+    return await run_in_threadpool(store.list_datasets)
 
 
-def _dataset(request: Request, dataset_id: str) -> DatasetRecord:
-    record = store_of(request).get_dataset(dataset_id)
+def _dataset(store: Store, dataset_id: str) -> DatasetRecord:
+    record = store.get_dataset(dataset_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No dataset '{dataset_id}'.")
     return record
 
 
 @router.get("/{dataset_id}", response_model=DatasetRecord)
-async def get_dataset(dataset_id: str, request: Request) -> DatasetRecord:
+async def get_dataset(dataset_id: str, store: Store) -> DatasetRecord:
     """A dataset with its validation report."""
-    return await run_in_threadpool(_dataset, request, dataset_id)
+    return await run_in_threadpool(_dataset, store, dataset_id)
 
 
 class RevalidateRequest(BaseModel):
@@ -116,20 +106,17 @@ class RevalidateRequest(BaseModel):
 
 
 @router.post("/{dataset_id}/validate", response_model=DatasetRecord)
-async def revalidate(dataset_id: str, body: RevalidateRequest, request: Request) -> DatasetRecord:
+async def revalidate(dataset_id: str, body: RevalidateRequest, store: Store, service: Datasets) -> DatasetRecord:
     """Recompute the report, e.g. token statistics for another model or max length."""
-    _dataset(request, dataset_id)
-    model_path = await run_in_threadpool(resolve_model, body.model)
-    return await run_in_threadpool(
-        _service(request).revalidate, dataset_id, str(model_path), body.model, body.max_length
-    )
+    _dataset(store, dataset_id)
+    model_path = await run_in_threadpool(resolve_model_path, body.model)
+    return await run_in_threadpool(service.revalidate, dataset_id, str(model_path), body.model, body.max_length)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_dataset(dataset_id: str, request: Request) -> None:
+async def delete_dataset(dataset_id: str, store: Store) -> None:
     """Delete a dataset that no queued or running fine-tune needs."""
-    store = store_of(request)
-    _dataset(request, dataset_id)
+    _dataset(store, dataset_id)
     users = [t.id for t in store.list_tasks(ACTIVE_STATES) if t.config.get("dataset_id") == dataset_id]
     if users:
         raise HTTPException(status.HTTP_409_CONFLICT,

@@ -4,74 +4,22 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from deployments.config import StudioConfig
+from deployments.services import Datasets, Jobs, Store
+from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
-from train.datasets import DatasetError, DatasetService, write_docs_sample
+from train.datasets import DatasetError, write_docs_sample
 from train.jobs import FinetuneError, FinetuneRequest, JobManager
 from train.store import FINAL_STATES, DatasetRecord, FinetuneStore, TaskRecord
 
-logger = logging.getLogger("ray.serve")
 router = APIRouter(prefix="/api/finetune", tags=["finetune"])
-
-
-async def ensure_services(state: Any, config: StudioConfig) -> None:
-    """Open the store and dataset service once per app, and start the job manager when Ray is connected."""
-    if getattr(state, "finetune_store", None) is not None:
-        return
-    store = FinetuneStore(Path(config.sage_home).expanduser())
-    state.finetune_store = store
-    state.datasets = DatasetService(store)
-    state.finetune = None
-    try:
-        state.finetune = await asyncio.to_thread(lambda: JobManager(store).start())
-    except Exception as exc:  # noqa: BLE001 - the rest of the studio works without training
-        logger.warning("fine-tune manager not started: %s", exc)
-        state.finetune_error = str(exc)
-
-
-async def startup(state: Any, config: StudioConfig) -> None:
-    await ensure_services(state, config)
-
-
-async def shutdown(state: Any) -> None:
-    manager = getattr(state, "finetune", None)
-    if manager is not None:
-        await asyncio.to_thread(manager.stop)
-        state.finetune = None
-    state.finetune_store = None
-
-
-def manager_of(request: Request) -> JobManager:
-    manager = getattr(request.app.state, "finetune", None)
-    if manager is None:
-        why = getattr(request.app.state, "finetune_error", "it is not started")
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Fine-tuning is unavailable: {why}.")
-    return manager
-
-
-def store_of(request: Request) -> FinetuneStore:
-    store = getattr(request.app.state, "finetune_store", None)
-    if store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The fine-tune store is not started yet.")
-    return store
-
-
-def resolve_model(name: str) -> Path:
-    from sage_studio.model_store import ModelNotFoundError, resolve_model_path
-
-    try:
-        return resolve_model_path(name)
-    except ModelNotFoundError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
 
 
 def _task(store: FinetuneStore, task_id: str) -> TaskRecord:
@@ -86,9 +34,8 @@ def _finetune_error(exc: FinetuneError) -> HTTPException:
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=TaskRecord)
-async def create(body: FinetuneRequest, request: Request) -> TaskRecord:
+async def create(body: FinetuneRequest, manager: Jobs, store: Store) -> TaskRecord:
     """Queue a LoRA fine-tune; it starts as soon as the cluster has the CPUs/GPUs it asks for."""
-    manager, store = manager_of(request), store_of(request)
     dataset = store.get_dataset(body.dataset_id)
     if dataset is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No dataset '{body.dataset_id}': upload it first.")
@@ -96,7 +43,7 @@ async def create(body: FinetuneRequest, request: Request) -> TaskRecord:
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             detail=f"Dataset {dataset.id} has {dataset.rows_valid} valid rows, fewer than the "
                                    f"{body.num_workers} workers.")
-    model_path = await run_in_threadpool(resolve_model, body.model)
+    model_path = await run_in_threadpool(resolve_model_path, body.model)
     try:
         return await run_in_threadpool(manager.create, body, dataset, model_path)
     except FinetuneError as exc:
@@ -104,29 +51,29 @@ async def create(body: FinetuneRequest, request: Request) -> TaskRecord:
 
 
 @router.get("/tasks", response_model=list[TaskRecord])
-async def list_tasks(request: Request) -> list[TaskRecord]:
+async def list_tasks(store: Store) -> list[TaskRecord]:
     """All tasks, newest first."""
-    return await run_in_threadpool(store_of(request).list_tasks)
+    return await run_in_threadpool(store.list_tasks)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskRecord)
-async def get_task(task_id: str, request: Request) -> TaskRecord:
+async def get_task(task_id: str, store: Store) -> TaskRecord:
     """One task: state, progress (step, total_steps, epoch, loss, eta_s), error, config."""
-    return await run_in_threadpool(_task, store_of(request), task_id)
+    return await run_in_threadpool(_task, store, task_id)
 
 
 @router.get("/tasks/{task_id}/metrics")
-async def metrics(task_id: str, request: Request) -> dict[str, Any]:
+async def metrics(task_id: str, store: Store, manager: Jobs) -> dict[str, Any]:
     """Loss per step, for the plot."""
-    _task(store_of(request), task_id)
-    points = await run_in_threadpool(manager_of(request).metrics, task_id)
+    _task(store, task_id)
+    points = await run_in_threadpool(manager.metrics, task_id)
     return {"task_id": task_id, "points": points}
 
 
 @router.get("/tasks/{task_id}/logs")
-async def logs(task_id: str, request: Request, follow: bool = Query(False, description="Stream until the job ends.")):
+async def logs(task_id: str, store: Store, manager: Jobs,
+               follow: bool = Query(False, description="Stream until the job ends.")):
     """The task's log as text; with ``follow=true`` a stream that ends when the task does."""
-    store, manager = store_of(request), manager_of(request)
     _task(store, task_id)
     if not follow:
         return PlainTextResponse(await run_in_threadpool(manager.logs, task_id))
@@ -156,19 +103,19 @@ async def _follow_logs(store: FinetuneStore, manager: JobManager, task_id: str) 
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskRecord)
-async def cancel(task_id: str, request: Request) -> TaskRecord:
+async def cancel(task_id: str, manager: Jobs) -> TaskRecord:
     """Cancel a task in any state before it ends (queued ones leave the queue, running ones stop their job)."""
     try:
-        return await run_in_threadpool(manager_of(request).cancel, task_id)
+        return await run_in_threadpool(manager.cancel, task_id)
     except FinetuneError as exc:
         raise _finetune_error(exc) from None
 
 
 @router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(task_id: str, request: Request) -> None:
+async def delete(task_id: str, manager: Jobs) -> None:
     """Delete a finished task and its outputs (adapter, logs, metrics)."""
     try:
-        await run_in_threadpool(manager_of(request).delete, task_id)
+        await run_in_threadpool(manager.delete, task_id)
     except FinetuneError as exc:
         raise _finetune_error(exc) from None
 
@@ -180,12 +127,11 @@ class DocsDatasetRequest(BaseModel):
 
 
 @router.post("/prepare-docs-dataset", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord)
-async def prepare_docs_dataset(request: Request, body: DocsDatasetRequest | None = None) -> DatasetRecord:
+async def prepare_docs_dataset(store: Store, service: Datasets,
+                               body: DocsDatasetRequest | None = None) -> DatasetRecord:
     """A sample dataset made from the studio's bundled documentation, stored and validated like an upload."""
     body = body or DocsDatasetRequest()
-    store = store_of(request)
-    service: DatasetService = request.app.state.datasets
-    model_path = await run_in_threadpool(resolve_model, body.model)
+    model_path = await run_in_threadpool(resolve_model_path, body.model)
 
     def build() -> DatasetRecord:
         import tempfile

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import AsyncIterator
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from sse_starlette import EventSourceResponse
 
 from deployments.engines.base import GenerationChunk, GenerationRequest
-from deployments.model_router import ModelRouter, Target
+from deployments.model_router import Target
 from deployments.openai_protocol import (
     ChatChoice,
     ChatCompletion,
@@ -27,16 +27,13 @@ from deployments.openai_protocol import (
     new_id,
     now,
 )
+from deployments.services import Models, Services
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
 
 router = APIRouter()
 
 # Without a max_tokens, stop here: a model that never emits EOS must not hold a replica for its whole context.
 DEFAULT_MAX_TOKENS = 512
-
-
-def _router(request: Request) -> ModelRouter:
-    return request.app.state.model_router
 
 
 def _sampling(body, request_id: str, max_tokens: int | None) -> dict:
@@ -71,11 +68,10 @@ def _error_event(exc: Exception) -> dict:
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, tags=["openai"])
-async def chat_completions(body: ChatCompletionRequest, request: Request):
-    models = _router(request)
+async def chat_completions(body: ChatCompletionRequest, models: Models, services: Services):
     target = models.resolve(body.model)
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    memory = getattr(request.app.state, "chat_memory", None)
+    memory = services.memory
     if body.session_id is not None:
         if memory is None:
             raise HTTPException(501, detail="Sessions are not enabled on this gateway.")
@@ -142,8 +138,7 @@ async def _chat_events(target: Target, request_id: str, first, rest, include_usa
 
 
 @router.post("/v1/completions", response_model=Completion, tags=["openai"])
-async def completions(body: CompletionRequest, request: Request):
-    models = _router(request)
+async def completions(body: CompletionRequest, models: Models):
     target = models.resolve(body.model)
     request_id = new_id("cmpl")
     gen = GenerationRequest(prompt=body.prompt, **_sampling(body, request_id, body.max_tokens))
@@ -188,8 +183,7 @@ async def completions(body: CompletionRequest, request: Request):
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["openai"])
-async def list_models(request: Request) -> ModelList:
-    models = _router(request)
+async def list_models(models: Models) -> ModelList:
     cards = [ModelCard(id=name, root=name if parent is None else f"{parent}:{name}", parent=parent) for name, parent in models.served_names()]
     if models.default_model is not None:
         cards.insert(0, ModelCard(id=DEFAULT_MODEL_ALIAS, root=models.default_model))
@@ -197,6 +191,5 @@ async def list_models(request: Request) -> ModelList:
 
 
 @router.get("/health", tags=["system"])
-async def health(request: Request) -> dict:
-    models = _router(request)
+async def health(models: Models) -> dict:
     return {"status": "ok", "default_model": models.default_model, "models": [n for n, _ in models.served_names()]}

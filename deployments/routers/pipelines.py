@@ -7,12 +7,8 @@ on Ray Data. Every validation problem becomes a 422 whose message names the node
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +17,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from deployments.config import StudioConfig
-from pipelines.batch_jobs import BatchJob, BatchJobManager
+from deployments.services import get_pipelines
+from pipelines.batch_jobs import BatchJob
 from pipelines.builder import PipelineBuilder, PipelineValidationError
 from pipelines.export import export_python, script_filename
 from pipelines.models import VisualPipeline, export_json, import_json
 from pipelines.operators.base import DataType, OperatorEnv
-from pipelines.registry import default_registry
-from pipelines.runner import PipelineRunner, RunResult
-from pipelines.settings import pipeline_settings
-from pipelines.store import PipelineNotFound, PipelineStore
-from sage_studio.files import atomic_write
+from pipelines.runner import RunResult
+from pipelines.store import PipelineNotFound
 from pipelines.templates import list_templates, load_template
+from sage_studio.files import atomic_write
 
 router = APIRouter(tags=["pipelines"])
 
@@ -64,48 +58,11 @@ class PipelineSummary(BaseModel):
     updated_at: str
 
 
-class _RunnerCache:
-    """Built pipelines by content, so a corpus is indexed once, not on every run of the same pipeline."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._items: OrderedDict[str, PipelineRunner] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, pipeline: VisualPipeline, env: OperatorEnv, registry) -> PipelineRunner:
-        key = hashlib.sha1(f"{pipeline.id}\x00{env.studio_url}\x00".encode()
-                           + json.dumps(pipeline.content(), sort_keys=True).encode()).hexdigest()
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        runner = PipelineRunner(PipelineBuilder(registry, env).build(pipeline))
-        with self._lock:
-            self._items[key] = runner
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return runner
-
-
-async def startup(state: Any, config: StudioConfig) -> None:
-    """Put the pipeline store, batch manager, registry and runner cache on ``app.state``."""
-    settings = pipeline_settings(config.sage_home)
-    state.pipelines_home = settings.sage_home
-    state.pipeline_store = PipelineStore(settings.store_dir)
-    state.pipeline_batches = BatchJobManager(settings.batches_dir)
-    state.pipeline_registry = default_registry()
-    state.pipeline_runners = _RunnerCache()
-
-
-def _state(request: Request):
-    return request.app.state
-
-
 def _env(request: Request) -> OperatorEnv:
     # Generators call this very gateway: at SAGE_STUDIO_URL when set, else at the address the client used, with the
     # caller's own API key (so a key-protected studio answers its own pipelines without a second secret).
     url = os.environ.get("SAGE_STUDIO_URL") or str(request.base_url)
-    env = OperatorEnv.from_environment(studio_url=url, sage_home=_state(request).pipelines_home)
+    env = OperatorEnv.from_environment(studio_url=url, sage_home=get_pipelines(request).settings.sage_home)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token:
         env.api_key = token
@@ -114,21 +71,21 @@ def _env(request: Request) -> OperatorEnv:
 
 def _get(request: Request, pipeline_id: str) -> VisualPipeline:
     try:
-        return _state(request).pipeline_store.get(pipeline_id)
+        return get_pipelines(request).store.get(pipeline_id)
     except PipelineNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
 
 
 def _validate(request: Request, pipeline: VisualPipeline) -> None:
-    issues = PipelineBuilder(_state(request).pipeline_registry).validate(pipeline)
+    issues = PipelineBuilder(get_pipelines(request).registry).validate(pipeline)
     if issues:
         raise HTTPException(422, detail=str(PipelineValidationError(issues)))
 
 
 async def _run(request: Request, pipeline: VisualPipeline, run_input: Any) -> RunResult:
-    state = _state(request)
+    service = get_pipelines(request)
     try:
-        runner = await run_in_threadpool(state.pipeline_runners.get, pipeline, _env(request), state.pipeline_registry)
+        runner = await run_in_threadpool(service.runners.get, pipeline, _env(request), service.registry)
     except PipelineValidationError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     return await run_in_threadpool(runner.run, run_input)
@@ -137,7 +94,7 @@ async def _run(request: Request, pipeline: VisualPipeline, run_input: Any) -> Ru
 @router.get("/api/operators")
 async def operators(request: Request) -> dict[str, Any]:
     """The palette: every operator with its ports and the JSON schema of its config form."""
-    return {"operators": _state(request).pipeline_registry.palette(), "data_types": [t.value for t in DataType]}
+    return {"operators": get_pipelines(request).registry.palette(), "data_types": [t.value for t in DataType]}
 
 
 @router.get("/api/pipelines")
@@ -146,7 +103,7 @@ async def list_pipelines(request: Request) -> list[PipelineSummary]:
     return [
         PipelineSummary(id=p.id, name=p.name, description=p.description, nodes=len(p.nodes),
                         connections=len(p.connections), updated_at=p.updated_at)
-        for p in _state(request).pipeline_store.list()
+        for p in get_pipelines(request).store.list()
     ]
 
 
@@ -154,13 +111,13 @@ async def list_pipelines(request: Request) -> list[PipelineSummary]:
 async def create_pipeline(request: Request, pipeline: VisualPipeline) -> VisualPipeline:
     """Save a new pipeline (the server picks its id); it must validate."""
     _validate(request, pipeline)
-    return _state(request).pipeline_store.create(pipeline)
+    return get_pipelines(request).store.create(pipeline)
 
 
 @router.post("/api/pipelines/validate")
 async def validate_pipeline(request: Request, pipeline: VisualPipeline) -> dict[str, Any]:
     """Every issue of a pipeline, each naming its node or connection (200 even when invalid)."""
-    issues = PipelineBuilder(_state(request).pipeline_registry).validate(pipeline)
+    issues = PipelineBuilder(get_pipelines(request).registry).validate(pipeline)
     return {"valid": not issues, "issues": [i.to_dict() for i in issues]}
 
 
@@ -184,7 +141,7 @@ async def create_from_template(request: Request, name: str) -> VisualPipeline:
     except KeyError:
         names = ", ".join(t["name"] for t in list_templates())
         raise HTTPException(404, detail=f"No template named '{name}'. Templates: {names}.") from None
-    return _state(request).pipeline_store.create(pipeline)
+    return get_pipelines(request).store.create(pipeline)
 
 
 @router.post("/api/pipelines/import", status_code=201)
@@ -209,13 +166,13 @@ async def import_pipeline(request: Request) -> VisualPipeline:
     except ValueError as exc:
         raise HTTPException(400, detail=f"Cannot import: {exc}.") from None
     _validate(request, pipeline)
-    return _state(request).pipeline_store.create(pipeline)
+    return get_pipelines(request).store.create(pipeline)
 
 
 @router.get("/api/pipelines/files")
 async def list_files(request: Request) -> list[dict[str, Any]]:
     """Files in the pipeline files folder (what a file, JSON or CSV source with folder 'files' can read)."""
-    root = pipeline_settings(_state(request).pipelines_home).files_dir
+    root = get_pipelines(request).settings.files_dir
     if not root.is_dir():  # nothing uploaded yet in this SAGE_HOME
         return []
     return [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(root.iterdir()) if p.is_file()]
@@ -234,7 +191,7 @@ async def upload_file(request: Request, file: UploadFile) -> dict[str, Any]:
         data.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPException(400, detail="Pipeline files must be UTF-8 text.") from None
-    root = pipeline_settings(_state(request).pipelines_home).files_dir
+    root = get_pipelines(request).settings.files_dir
     # Only letters, digits, '-' and '_' survive from the client's name; a counter avoids overwriting.
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(file.filename or "file").stem).strip("_")[:60] or "file"
     name, n = f"{stem}{suffix}", 1
@@ -248,7 +205,7 @@ async def upload_file(request: Request, file: UploadFile) -> dict[str, Any]:
 @router.get("/api/pipelines/batches/{job_id}")
 async def batch_status(request: Request, job_id: str) -> BatchJob:
     """Progress of a batch job: rows done and failed, first errors, mean metrics."""
-    job = _state(request).pipeline_batches.get(job_id)
+    job = get_pipelines(request).batches.get(job_id)
     if job is None:
         raise HTTPException(404, detail=f"No batch job with id '{job_id}'.")
     return job
@@ -257,7 +214,7 @@ async def batch_status(request: Request, job_id: str) -> BatchJob:
 @router.get("/api/pipelines/batches/{job_id}/output")
 async def batch_output(request: Request, job_id: str) -> FileResponse:
     """The job's output file (JSONL, one row per input row); partial while the job runs."""
-    manager = _state(request).pipeline_batches
+    manager = get_pipelines(request).batches
     if manager.get(job_id) is None:
         raise HTTPException(404, detail=f"No batch job with id '{job_id}'.")
     path = manager.output_path(job_id)
@@ -276,13 +233,13 @@ async def update_pipeline(request: Request, pipeline_id: str, pipeline: VisualPi
     """Replace a saved pipeline's content; it must validate."""
     _get(request, pipeline_id)
     _validate(request, pipeline)
-    return _state(request).pipeline_store.update(pipeline_id, pipeline)
+    return get_pipelines(request).store.update(pipeline_id, pipeline)
 
 
 @router.delete("/api/pipelines/{pipeline_id}", status_code=204)
 async def delete_pipeline(request: Request, pipeline_id: str) -> Response:
     try:
-        _state(request).pipeline_store.delete(pipeline_id)
+        get_pipelines(request).store.delete(pipeline_id)
     except PipelineNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
     return Response(status_code=204)
@@ -302,7 +259,7 @@ async def start_batch(request: Request, pipeline_id: str, file: UploadFile) -> B
     suffix = Path(file.filename or "").suffix.lower()
     if suffix not in BATCH_SUFFIXES:
         raise HTTPException(400, detail="Batch input must be a .jsonl or .csv file (one input per line or row).")
-    manager = _state(request).pipeline_batches
+    manager = get_pipelines(request).batches
     job_id = manager.new_job_id()
     try:
         path = await run_in_threadpool(manager.save_upload, job_id, ".csv" if suffix == ".csv" else ".jsonl",
@@ -315,7 +272,7 @@ async def start_batch(request: Request, pipeline_id: str, file: UploadFile) -> B
 @router.get("/api/pipelines/{pipeline_id}/batches")
 async def list_batches(request: Request, pipeline_id: str) -> list[BatchJob]:
     _get(request, pipeline_id)
-    return _state(request).pipeline_batches.list(pipeline_id)
+    return get_pipelines(request).batches.list(pipeline_id)
 
 
 @router.get("/api/pipelines/{pipeline_id}/export")

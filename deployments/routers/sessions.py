@@ -4,48 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from deployments.config import StudioConfig
-from sage_studio.memory import ChatMemory, open_chat_memory
+from deployments.services import Memory
 from sage_studio.memory.models import MemoryPreview
 from sage_studio.sessions import CreateSessionRequest, RenameSessionRequest, Session, SessionNotFound, SessionSummary
 from sage_studio.sessions.models import CleanupResult
 
 router = APIRouter(prefix="/sessions", tags=["sessions"])
-
-
-async def ensure_chat_memory(state: Any, config: StudioConfig) -> ChatMemory:
-    """Open the session store and memory backend once per app; both routers' startups call this."""
-    memory = getattr(state, "chat_memory", None)
-    if memory is None:
-        memory = await asyncio.to_thread(open_chat_memory, Path(config.sage_home).expanduser(), config.memory)
-        state.chat_memory = memory
-        state.sessions = memory.store
-    return memory
-
-
-async def startup(state: Any, config: StudioConfig) -> None:
-    await ensure_chat_memory(state, config)
-
-
-async def shutdown(state: Any) -> None:
-    memory = getattr(state, "chat_memory", None)
-    if memory is not None:
-        memory.close()
-        state.chat_memory = None
-        state.sessions = None
-
-
-def _memory(request: Request) -> ChatMemory:
-    memory = getattr(request.app.state, "chat_memory", None)
-    if memory is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="The session store is not started yet.")
-    return memory
 
 
 def _not_found(exc: SessionNotFound) -> HTTPException:
@@ -60,53 +28,53 @@ class DeletedSession(BaseModel):
 
 
 @router.get("", response_model=list[SessionSummary], summary="List sessions, most recently active first")
-async def list_sessions(request: Request) -> list[SessionSummary]:
-    return await asyncio.to_thread(_memory(request).store.list_sessions)
+async def list_sessions(memory: Memory) -> list[SessionSummary]:
+    return await asyncio.to_thread(memory.store.list_sessions)
 
 
 @router.post("", response_model=Session, status_code=status.HTTP_201_CREATED, summary="Create a session")
-async def create_session(request: Request, body: CreateSessionRequest | None = None) -> Session:
+async def create_session(memory: Memory, body: CreateSessionRequest | None = None) -> Session:
     title = body.title if body is not None else None
-    return await asyncio.to_thread(_memory(request).store.create, title)
+    return await asyncio.to_thread(memory.store.create, title)
 
 
 @router.post("/cleanup", response_model=CleanupResult, summary="Delete sessions idle for longer than N minutes")
 async def cleanup_sessions(
-    request: Request,
+    memory: Memory,
     max_age_minutes: float = Query(30, ge=0, le=10 * 365 * 24 * 60, description="Idle minutes beyond which to delete."),
 ) -> CleanupResult:
-    removed = await _memory(request).cleanup(max_age_minutes * 60)
+    removed = await memory.cleanup(max_age_minutes * 60)
     return CleanupResult(removed=removed, count=len(removed), max_age_minutes=max_age_minutes)
 
 
 @router.get("/{session_id}", response_model=Session, summary="A session with its messages")
-async def get_session(session_id: str, request: Request) -> Session:
+async def get_session(session_id: str, memory: Memory) -> Session:
     try:
-        return await asyncio.to_thread(_memory(request).store.get, session_id)
+        return await asyncio.to_thread(memory.store.get, session_id)
     except SessionNotFound as exc:
         raise _not_found(exc) from None
 
 
 @router.patch("/{session_id}/title", response_model=SessionSummary, summary="Rename a session")
-async def rename_session(session_id: str, body: RenameSessionRequest, request: Request) -> SessionSummary:
+async def rename_session(session_id: str, body: RenameSessionRequest, memory: Memory) -> SessionSummary:
     try:
-        return await asyncio.to_thread(_memory(request).store.rename, session_id, body.title)
+        return await asyncio.to_thread(memory.store.rename, session_id, body.title)
     except SessionNotFound as exc:
         raise _not_found(exc) from None
 
 
 @router.post("/{session_id}/clear", response_model=SessionSummary, summary="Delete a session's messages")
-async def clear_session(session_id: str, request: Request) -> SessionSummary:
+async def clear_session(session_id: str, memory: Memory) -> SessionSummary:
     try:
-        return await _memory(request).clear(session_id)
+        return await memory.clear(session_id)
     except SessionNotFound as exc:
         raise _not_found(exc) from None
 
 
 @router.delete("/{session_id}", response_model=DeletedSession, summary="Delete a session")
-async def delete_session(session_id: str, request: Request) -> DeletedSession:
+async def delete_session(session_id: str, memory: Memory) -> DeletedSession:
     try:
-        await _memory(request).delete(session_id)
+        await memory.delete(session_id)
     except SessionNotFound as exc:
         raise _not_found(exc) from None
     return DeletedSession(id=session_id)
@@ -115,12 +83,12 @@ async def delete_session(session_id: str, request: Request) -> DeletedSession:
 @router.get("/{session_id}/memory", response_model=MemoryPreview, summary="What memory recalls for a question")
 async def session_memory(
     session_id: str,
-    request: Request,
+    memory: Memory,
     query: str | None = Query(
         None, max_length=4000, description="The question to recall for; omitted, the session's last user turn."
     ),
 ) -> MemoryPreview:
     try:
-        return await _memory(request).preview(session_id, query)
+        return await memory.preview(session_id, query)
     except SessionNotFound as exc:
         raise _not_found(exc) from None

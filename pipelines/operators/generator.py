@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from pipelines.operators.base import DataType, Operator, OperatorConfig, Port, RunContext
-
-STUDIO_MODEL = "sage-default"
+from sage_studio.settings import DEFAULT_MODEL_ALIAS
 
 
 class GeneratorConfig(OperatorConfig):
@@ -53,7 +52,7 @@ class Generator(Operator):
     def _target(self) -> tuple[str, str, str]:
         cfg = self.config
         if cfg.endpoint == "studio":
-            return f"{self.env.studio_url}/v1", self.env.api_key or "sage", cfg.model or STUDIO_MODEL
+            return f"{self.env.studio_url}/v1", self.env.api_key or "sage", cfg.model or DEFAULT_MODEL_ALIAS
         if cfg.endpoint == "remote":
             base = os.environ.get("SAGE_CHAT_BASE_URL")
             if not base:
@@ -62,7 +61,7 @@ class Generator(Operator):
             if not model:
                 raise ValueError("endpoint 'remote' needs a model (config 'model' or SAGE_CHAT_MODEL)")
             return base, os.environ.get("SAGE_CHAT_API_KEY") or "none", model
-        return cfg.base_url, cfg.api_key or "none", cfg.model or STUDIO_MODEL
+        return cfg.base_url, cfg.api_key or "none", cfg.model or DEFAULT_MODEL_ALIAS
 
     def run(self, inputs: dict[str, Any], ctx: RunContext) -> str:
         from openai import OpenAI

@@ -200,7 +200,7 @@ def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_mod
 
 
 def test_merged_finetune_replaces_the_base_and_persists(swap_url, store, tiny_model_dir):
-    from deployments.app import serving_state_for
+    from deployments.model_switch import serving_state_for
     from deployments.serving_state import load_state
 
     task_id = completed_task(store, tiny_model_dir, "merged-again", CANARY_1)

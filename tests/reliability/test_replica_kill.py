@@ -18,7 +18,7 @@ import psutil
 import pytest
 import ray
 
-from deployments.app import engine_deployment_name
+from deployments.config import engine_deployment_name
 from reliability_helpers import report, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]

@@ -12,7 +12,7 @@ UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
 def record(client, session_id: str, user: str, assistant: str) -> None:
     """Store a turn the way the chat route does (it calls the same object)."""
-    asyncio.run(client.app.state.chat_memory.record_turn(session_id, user, assistant))
+    asyncio.run(client.app.state.services.memory.record_turn(session_id, user, assistant))
 
 
 def error_message(response) -> str:

@@ -14,7 +14,7 @@ def _files_under(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def test_upload_reports_format_counts_tokens_and_preview(http):
+def test_upload_reports_format_counts_tokens_and_preview(http, tiny_model_dir):
     rows = alpaca_rows(40)
     rows[4] = {"instruction": "No answer here"}
     rows[9] = {"instruction": 7, "output": "x"}
@@ -31,7 +31,15 @@ def test_upload_reports_format_counts_tokens_and_preview(http):
         (41, "not valid JSON (Expecting value at column 1)"),
     ]
     tokens = report["tokens"]
-    assert tokens["model"] == "tiny-llama" and 0 < tokens["p50"] <= tokens["p95"] <= tokens["max"]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)  # the lengths counted another way: templated ids
+    lengths = [len(tokenizer.apply_chat_template(
+        [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}],
+        tokenize=True, return_dict=False)) for i, r in enumerate(rows) if i not in (4, 9)]
+    assert tokens["model"] == "tiny-llama" and tokens["max"] == max(lengths)
+    assert min(lengths) <= tokens["p50"] <= tokens["p95"] <= tokens["max"]
+    assert tokens["mean"] == round(sum(lengths) / len(lengths), 1)
     assert tokens["over_max_length"] == 38  # every row is longer than 16 tokens once templated
     assert report["preview"][0] == [
         {"role": "user", "content": "Say the word number 0."}, {"role": "assistant", "content": "alpha"}
@@ -104,7 +112,7 @@ def test_huge_single_line_is_a_row_error_not_a_crash(http):
 
 
 def test_size_limit_and_hostile_names(http, ft_app, monkeypatch):
-    service = ft_app.app.state.datasets
+    service = ft_app.app.state.services.datasets
     monkeypatch.setattr(service, "max_bytes", 1000)
     before = _files_under(ft_app.home)
     big = "".join(json.dumps(r) + "\n" for r in alpaca_rows(100)).encode()
@@ -141,8 +149,13 @@ def test_revalidate_and_delete(http, ft_app):
 
 
 def test_docs_sample_dataset(http):
+    from train.datasets import docs_sample_rows
+
+    rows = docs_sample_rows("qa")
     r = http.post("/api/finetune/prepare-docs-dataset", json={"format": "qa", "model": "tiny-llama"})
     assert r.status_code == 201, r.text
     ds = r.json()
-    assert ds["format"] == "qa" and ds["rows_valid"] >= 10 and ds["report"]["rows_invalid"] == 0
-    assert "SAGE Studio" in ds["report"]["preview"][0][0]["content"]
+    assert ds["format"] == "qa" and ds["rows_valid"] == len(rows) >= 10 and ds["report"]["rows_invalid"] == 0
+    question, answer = ds["report"]["preview"][0]
+    assert "SAGE Studio" in question["content"] and rows[0]["question"] in question["content"]
+    assert answer == {"role": "assistant", "content": rows[0]["answer"]}

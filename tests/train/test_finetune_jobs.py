@@ -53,11 +53,14 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
     out = ft_app.home / "studio_finetune" / task["id"]
     assert {"task.json", "metrics.jsonl", "train.log", "result.json", "job.log", "adapter"} <= {
         p.name for p in out.iterdir()}
+    assert json.loads((out / "task.json").read_text())["batch_size"] == 4
+    assert (done["progress"]["adapter_path"], done["progress"]["steps"], done["progress"]["final_loss"]) == (
+        str(out / "adapter"), 48, losses[-1])  # result.json, folded into the row
     log = http.get(f"/api/finetune/tasks/{task['id']}/logs").text
-    assert "step 48/48" in (out / "train.log").read_text() and "[sage]" in log
+    assert "step 48/48" in (out / "train.log").read_text() and "[sage] completed: 48 steps" in log
     with http.stream("GET", f"/api/finetune/tasks/{task['id']}/logs", params={"follow": "true"}) as stream:
         followed = "".join(stream.iter_text())  # the job is over: the stream must end by itself
-    assert "completed" in followed
+    assert "[sage] completed: 48 steps" in followed
 
     import torch
     from peft import PeftModel
@@ -95,7 +98,7 @@ def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
     assert "worker 0 failed" in log and "restarting from the last checkpoint" in log
 
 
-def test_queue_fifo_and_cancel_in_every_state(http, ft_app, dataset_id):
+def test_queue_fifo_and_cancel_in_every_state(http, dataset_id, ray_cluster):
     free = ray.available_resources().get("CPU", 0)
     cpus = free // 2 + 1  # one task fits, two do not
     long = create(http, dataset_id, epochs=100, batch_size=1, cpus_per_worker=cpus)  # 6,400 steps
@@ -112,7 +115,7 @@ def test_queue_fifo_and_cancel_in_every_state(http, ft_app, dataset_id):
     assert http.get(f"/api/finetune/tasks/{long['id']}").json()["state"] == "cancelled"
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(ft_app.app.state.finetune.client.get_address())
+    client = JobSubmissionClient(ray_cluster.dashboard_url)
     assert str(client.get_job_status(http.get(f"/api/finetune/tasks/{long['id']}").json()["job_id"])) in (
         "STOPPED", "JobStatus.STOPPED")
     r = http.post(f"/api/finetune/tasks/{last['id']}/cancel")
