@@ -16,6 +16,8 @@ from typing import Any, AsyncIterator
 
 import httpx
 
+from sage_studio.http_errors import error_message
+
 # What FastAPI answers for a path or method it has no route for (the gateway keeps these messages).
 _NO_ROUTE_MESSAGES = {"Not Found", "Method Not Allowed"}
 
@@ -36,26 +38,6 @@ class ApiError(Exception):
         self.message = message
         self.status = status
         self.not_available = not_available
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The readable message out of the gateway's OpenAI-style error body (or FastAPI's ``detail``)."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return text[:300] if text else f"HTTP {response.status_code} {response.reason_phrase}"
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        detail = body.get("detail")
-        if isinstance(detail, str):
-            return detail
-        if isinstance(detail, list):  # FastAPI validation errors outside the gateway's handlers
-            return "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
-                             for d in detail if isinstance(d, dict))
-    return f"HTTP {response.status_code} {response.reason_phrase}"
 
 
 class StudioClient:
@@ -91,7 +73,7 @@ class StudioClient:
     def _check(response: httpx.Response) -> None:
         if response.is_success:
             return
-        message = _error_message(response)
+        message = error_message(response)
         missing = response.status_code in (404, 405) and message in _NO_ROUTE_MESSAGES
         raise ApiError(message, status=response.status_code, not_available=missing)
 
