@@ -11,6 +11,7 @@ import copy
 import re
 from typing import Any
 
+from ui import strings
 from ui.pipeline_graph import layout
 
 HISTORY_LIMIT = 50
@@ -20,7 +21,7 @@ class EditError(ValueError):
     """An edit that cannot be made, with the reason for the user."""
 
 
-def new_pipeline(name: str = "Untitled pipeline") -> dict[str, Any]:
+def new_pipeline(name: str = strings.PL_UNTITLED) -> dict[str, Any]:
     return {"id": "", "name": name, "description": "", "nodes": [], "connections": []}
 
 
@@ -28,7 +29,7 @@ def _node(pipeline: dict[str, Any], node_id: str) -> dict[str, Any]:
     for node in pipeline["nodes"]:
         if node["id"] == node_id:
             return node
-    raise EditError(f"There is no node '{node_id}' in this pipeline.")
+    raise EditError(strings.PL_NO_NODE.format(node=node_id))
 
 
 def _fresh_id(pipeline: dict[str, Any], type_name: str) -> str:
@@ -72,23 +73,23 @@ def connect(pipeline: dict[str, Any], source: str, target: str, port: str | None
     out = copy.deepcopy(pipeline)
     src, tgt = _node(out, source), _node(out, target)
     if source == target:
-        raise EditError("A node cannot feed itself.")
+        raise EditError(strings.PL_SELF_LOOP)
     inputs = operators.get(tgt["type"], {}).get("inputs", [])
     names = [p["name"] for p in inputs]
     if not names:
-        raise EditError(f"'{target}' ({tgt['type']}) takes no input: it is a source.")
+        raise EditError(strings.PL_SOURCE_HAS_NO_INPUT.format(target=target, type=tgt["type"]))
     if port is None:
         if len(names) > 1:
-            raise EditError(f"Pick which input of '{target}' to feed: {', '.join(names)}.")
+            raise EditError(strings.PL_PICK_PORT.format(target=target, ports=", ".join(names)))
         port = names[0]
     if port not in names:
-        raise EditError(f"'{target}' has no input '{port}'; its inputs are {', '.join(names)}.")
+        raise EditError(strings.PL_NO_SUCH_PORT.format(target=target, port=port, ports=", ".join(names)))
     spec = next(p for p in inputs if p["name"] == port)
     for c in out["connections"]:
         if c["source"] == source and c["target"] == target and (c.get("target_port") or names[0]) == port:
-            raise EditError(f"{source} → {target}.{port} is already connected.")
+            raise EditError(strings.PL_ALREADY_CONNECTED.format(source=source, target=target, port=port))
         if not spec.get("multiple") and c["target"] == target and (c.get("target_port") or names[0]) == port:
-            raise EditError(f"Input '{port}' of '{target}' already has a source ({c['source']}); remove it first.")
+            raise EditError(strings.PL_PORT_TAKEN.format(port=port, target=target, source=c["source"]))
     out["connections"].append({"source": src["id"], "target": tgt["id"], "source_port": "output", "target_port": port})
     return _place(out)
 
@@ -100,7 +101,7 @@ def connection_label(c: dict[str, Any]) -> str:
 def disconnect(pipeline: dict[str, Any], index: int) -> dict[str, Any]:
     out = copy.deepcopy(pipeline)
     if not 0 <= index < len(out["connections"]):
-        raise EditError("That connection no longer exists.")
+        raise EditError(strings.PL_CONNECTION_GONE)
     del out["connections"][index]
     return _place(out)
 
@@ -128,11 +129,11 @@ def record(history: dict[str, list], before: dict[str, Any]) -> dict[str, list]:
 
 def undo(history: dict[str, list], current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
     if not history["past"]:
-        raise EditError("Nothing to undo.")
+        raise EditError(strings.PL_NOTHING_TO_UNDO)
     return history["past"][-1], {"past": history["past"][:-1], "future": [current] + history["future"]}
 
 
 def redo(history: dict[str, list], current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
     if not history["future"]:
-        raise EditError("Nothing to redo.")
+        raise EditError(strings.PL_NOTHING_TO_REDO)
     return history["future"][0], {"past": history["past"] + [current], "future": history["future"][1:]}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ui import strings
+
 # Long free-text fields get a multi-line box.
 _LONG_TEXT = {"template", "user_template", "system_prompt", "content", "data", "text"}
 
@@ -94,11 +96,11 @@ def to_config(specs: list[FieldSpec], values: list[Any]) -> tuple[dict[str, Any]
     for spec, value in zip(specs, values, strict=True):
         if value is None or (isinstance(value, str) and value.strip() == "" and spec.kind != "checkbox"):
             if spec.required:
-                problems.append(f"“{spec.label}” is required.")
+                problems.append(strings.PL_FIELD_REQUIRED.format(field=spec.label))
             continue
         if spec.kind == "integer":
             if float(value) != int(float(value)):
-                problems.append(f"“{spec.label}” must be a whole number.")
+                problems.append(strings.PL_FIELD_WHOLE.format(field=spec.label))
                 continue
             value = int(float(value))
         elif spec.kind == "number":
@@ -107,14 +109,14 @@ def to_config(specs: list[FieldSpec], values: list[Any]) -> tuple[dict[str, Any]
             try:
                 value = json.loads(value)
             except ValueError:
-                problems.append(f"“{spec.label}” must be valid JSON.")
+                problems.append(strings.PL_FIELD_JSON.format(field=spec.label))
                 continue
         if spec.kind in ("integer", "number"):
             if spec.minimum is not None and value < spec.minimum:
-                problems.append(f"“{spec.label}” must be at least {spec.minimum:g}.")
+                problems.append(strings.PL_FIELD_MIN.format(field=spec.label, minimum=spec.minimum))
                 continue
             if spec.maximum is not None and value > spec.maximum:
-                problems.append(f"“{spec.label}” must be at most {spec.maximum:g}.")
+                problems.append(strings.PL_FIELD_MAX.format(field=spec.label, maximum=spec.maximum))
                 continue
         if value != spec.default:
             config[spec.name] = value

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from ui import strings
 from ui.app import LOGIN_USER, build_blocks, launch_kwargs
 from ui.client import StudioClient
 
@@ -59,7 +60,7 @@ def launch_shared(base_url: str, auth: str | None = None, api_key: str | None = 
     user, password, generated = parse_auth(auth)
     blocks = build_blocks(StudioClient(base_url, api_key), dashboard_url)
     _, local_url, share_url = blocks.launch(
-        share=share, auth=(user, password), auth_message="Log in to this SAGE Studio.",
+        share=share, auth=(user, password), auth_message=strings.SHARE_LOGIN_MESSAGE,
         server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
         **launch_kwargs(),
     )

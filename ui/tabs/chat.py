@@ -2,19 +2,20 @@
 
 Sessions live in the studio (``/sessions``), so the list here and the API show the same conversations; a reply is
 streamed from ``/v1/chat/completions`` with the session's id, and the gateway stores both turns when it ends.
+``create_chat_tab`` lays the tab out and wires its events to a ``ChatController``, which holds the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 
+from sage_studio.settings import DEFAULT_MODEL_ALIAS
 from ui import strings
 from ui.client import ApiError, StudioClient
 from ui.render import card, error_notice, error_text, esc, notice, usage_bar
-
-DEFAULT_MODEL = "sage-default"
 
 
 def _choices(sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -49,6 +50,131 @@ def _memory_html(preview: dict[str, Any] | None, stats: dict[str, Any] | None) -
     return card(strings.CHAT_MEMORY, "".join(body), badge=stats.get("backend", ""))
 
 
+class ChatController:
+    """The Chat tab's event handlers: each takes the values of its inputs and returns its outputs' updates."""
+
+    def __init__(self, client: StudioClient):
+        self.client = client
+
+    async def memory_panel(self, session_id: str | None) -> str:
+        if not session_id:
+            return notice(strings.CHAT_MEMORY_NONE)
+        try:
+            return _memory_html(await self.client.session_memory(session_id),
+                                await self.client.memory_stats(session_id))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable notice
+            return error_notice(exc, strings.FEAT_MEMORY)
+
+    async def session_list(self, selected: str | None = None):
+        """Radio update for the current sessions, keeping ``selected`` if it still exists."""
+        items = await self.client.list_sessions()
+        ids = [s["id"] for s in items]
+        value = selected if selected in ids else None
+        return gr.update(choices=_choices(items), value=value), value
+
+    async def model_choices(self):
+        try:
+            return gr.update(choices=[m["id"] for m in await self.client.models()] or [DEFAULT_MODEL_ALIAS])
+        except Exception:  # noqa: BLE001 - the picker keeps its default; a failed chat says why
+            return gr.update()
+
+    async def load(self, selected: str | None):
+        model_update = await self.model_choices()
+        try:
+            radio, value = await self.session_list(selected)
+            history = _history(await self.client.get_session(value)) if value else []
+            msg = "" if radio["choices"] else notice(strings.CHAT_NO_SESSIONS)
+            return radio, history, msg, await self.memory_panel(value), model_update
+        except Exception as exc:  # noqa: BLE001
+            return (gr.update(), [], error_notice(exc, strings.FEAT_SESSIONS), await self.memory_panel(None),
+                    model_update)
+
+    async def select(self, session_id: str | None):
+        if not session_id:
+            return [], "", await self.memory_panel(None)
+        try:
+            session = await self.client.get_session(session_id)
+            return _history(session), "", await self.memory_panel(session_id)
+        except Exception as exc:  # noqa: BLE001
+            return [], error_notice(exc, strings.FEAT_SESSIONS), await self.memory_panel(None)
+
+    async def new_session(self):
+        try:
+            created = await self.client.create_session()
+            radio, _ = await self.session_list(created["id"])
+            return radio, [], "", await self.memory_panel(created["id"])
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SESSIONS), gr.update()
+
+    async def rename(self, session_id: str | None, title: str):
+        if not session_id:
+            return gr.update(), title, notice(strings.CHAT_SELECT_FIRST, "warn")
+        if not title.strip():
+            return gr.update(), title, notice(strings.CHAT_EMPTY_TITLE, "warn")
+        try:
+            renamed = await self.client.rename_session(session_id, title)
+            radio, _ = await self.session_list(session_id)
+            return radio, "", notice(strings.CHAT_RENAMED.format(title=renamed["title"]), "ok")
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), title, error_notice(exc, strings.CHAT_RENAME)
+
+    async def clear(self, session_id: str | None):
+        if not session_id:
+            return gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
+        try:
+            await self.client.clear_session(session_id)
+            return [], notice(strings.CHAT_CLEARED, "ok"), await self.memory_panel(session_id)
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), error_notice(exc, strings.CHAT_CLEAR), gr.update()
+
+    async def delete(self, session_id: str | None):
+        if not session_id:
+            return gr.update(), gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
+        try:
+            await self.client.delete_session(session_id)
+            radio, _ = await self.session_list(None)
+            return radio, [], notice(strings.CHAT_DELETED, "ok"), await self.memory_panel(None)
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), gr.update(), error_notice(exc, strings.CHAT_DELETE), gr.update()
+
+    async def send(self, text: str, session_id: str | None, model_name: str, history: list[dict[str, Any]]):
+        """Stream the reply into the conversation, then refresh the session list (the first message titles it)."""
+        text = (text or "").strip()
+        if not text:
+            yield gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        history = list(history or []) + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        try:
+            if not session_id:
+                session_id = (await self.client.create_session())["id"]
+            yield history, "", gr.update(), "", gr.update()
+            answered_by = None
+            async for model in self._stream_reply(text, session_id, model_name, history):
+                answered_by = model
+                yield history, "", gr.update(), "", gr.update()
+            done = notice(strings.CHAT_ANSWERED_BY.format(model=answered_by) if answered_by else strings.CHAT_NO_TEXT)
+        except Exception as exc:  # noqa: BLE001 - a failed reply is shown in the conversation itself
+            history[-1] = {"role": "assistant", "content": strings.CHAT_REPLY_FAILED.format(
+                message=exc.message if isinstance(exc, ApiError) else error_text(exc, strings.TAB_CHAT))}
+            done = error_notice(exc, strings.TAB_CHAT)
+            yield history, "", gr.update(), done, gr.update()
+        try:
+            radio, _ = await self.session_list(session_id)
+        except Exception:  # noqa: BLE001 - the reply is shown; the list refreshes on the next action
+            radio = gr.update()
+        yield history, "", radio, done, await self.memory_panel(session_id)
+
+    async def _stream_reply(self, text: str, session_id: str, model_name: str,
+                            history: list[dict[str, Any]]) -> AsyncIterator[str]:
+        """Grow the last (assistant) turn of ``history`` piece by piece; yields the model that wrote each piece."""
+        reply = ""
+        async for piece in self.client.stream_chat([{"role": "user", "content": text}],
+                                                   model_name or DEFAULT_MODEL_ALIAS, session_id=session_id):
+            reply += piece.text
+            history[-1] = {"role": "assistant", "content": reply}
+            yield piece.model
+
+
 def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[str, gr.components.Component]:
     """Build the Chat tab inside the current Blocks context; returns its components by name."""
     with gr.Row(equal_height=False):
@@ -64,7 +190,7 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[
                 delete_btn = gr.Button(strings.CHAT_DELETE, size="sm", variant="stop", elem_id="chat-delete")
         with gr.Column(scale=4):
             with gr.Row(equal_height=True):
-                model = gr.Dropdown(choices=[DEFAULT_MODEL], value=DEFAULT_MODEL, label=strings.CHAT_MODEL,
+                model = gr.Dropdown(choices=[DEFAULT_MODEL_ALIAS], value=DEFAULT_MODEL_ALIAS, label=strings.CHAT_MODEL,
                                     allow_custom_value=True, scale=2, elem_id="chat-model")
                 status = gr.HTML(elem_id="chat-status", scale=5)
             chatbot = gr.Chatbot(height=480, placeholder=strings.CHAT_PLACEHOLDER, elem_id="chat-bot",
@@ -77,124 +203,17 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[
             with gr.Accordion(strings.CHAT_MEMORY, open=False, elem_id="chat-memory-panel"):
                 memory = gr.HTML(notice(strings.CHAT_MEMORY_NONE), elem_id="chat-memory")
 
-    async def memory_panel(session_id: str | None) -> str:
-        if not session_id:
-            return notice(strings.CHAT_MEMORY_NONE)
-        try:
-            return _memory_html(await client.session_memory(session_id), await client.memory_stats(session_id))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable notice
-            return error_notice(exc, strings.FEAT_MEMORY)
-
-    async def session_list(selected: str | None = None):
-        """Radio update for the current sessions, keeping ``selected`` if it still exists."""
-        items = await client.list_sessions()
-        ids = [s["id"] for s in items]
-        value = selected if selected in ids else None
-        return gr.update(choices=_choices(items), value=value), value
-
-    async def model_choices():
-        try:
-            return gr.update(choices=[m["id"] for m in await client.models()] or [DEFAULT_MODEL])
-        except Exception:  # noqa: BLE001 - the picker keeps its default; a failed chat says why
-            return gr.update()
-
-    async def load(selected: str | None):
-        model_update = await model_choices()
-        try:
-            radio, value = await session_list(selected)
-            history = _history(await client.get_session(value)) if value else []
-            msg = "" if radio["choices"] else notice(strings.CHAT_NO_SESSIONS)
-            return radio, history, msg, await memory_panel(value), model_update
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), [], error_notice(exc, strings.FEAT_SESSIONS), await memory_panel(None), model_update
-
-    async def select(session_id: str | None):
-        if not session_id:
-            return [], "", await memory_panel(None)
-        try:
-            session = await client.get_session(session_id)
-            return _history(session), "", await memory_panel(session_id)
-        except Exception as exc:  # noqa: BLE001
-            return [], error_notice(exc, strings.FEAT_SESSIONS), await memory_panel(None)
-
-    async def new_session():
-        try:
-            created = await client.create_session()
-            radio, _ = await session_list(created["id"])
-            return radio, [], "", await memory_panel(created["id"])
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SESSIONS), gr.update()
-
-    async def rename(session_id: str | None, title: str):
-        if not session_id:
-            return gr.update(), title, notice(strings.CHAT_SELECT_FIRST, "warn")
-        if not title.strip():
-            return gr.update(), title, notice(strings.CHAT_EMPTY_TITLE, "warn")
-        try:
-            renamed = await client.rename_session(session_id, title)
-            radio, _ = await session_list(session_id)
-            return radio, "", notice(strings.CHAT_RENAMED.format(title=renamed["title"]), "ok")
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), title, error_notice(exc, strings.CHAT_RENAME)
-
-    async def clear(session_id: str | None):
-        if not session_id:
-            return gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
-        try:
-            await client.clear_session(session_id)
-            return [], notice(strings.CHAT_CLEARED, "ok"), await memory_panel(session_id)
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), error_notice(exc, strings.CHAT_CLEAR), gr.update()
-
-    async def delete(session_id: str | None):
-        if not session_id:
-            return gr.update(), gr.update(), notice(strings.CHAT_SELECT_FIRST, "warn"), gr.update()
-        try:
-            await client.delete_session(session_id)
-            radio, _ = await session_list(None)
-            return radio, [], notice(strings.CHAT_DELETED, "ok"), await memory_panel(None)
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), error_notice(exc, strings.CHAT_DELETE), gr.update()
-
-    async def send(text: str, session_id: str | None, model_name: str, history: list[dict[str, Any]]):
-        text = (text or "").strip()
-        if not text:
-            yield gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
-            return
-        history = list(history or []) + [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-        try:
-            if not session_id:
-                session_id = (await client.create_session())["id"]
-            yield history, "", gr.update(), "", gr.update()
-            reply, answered_by = "", None
-            async for piece in client.stream_chat([{"role": "user", "content": text}], model_name or DEFAULT_MODEL,
-                                                  session_id=session_id):
-                reply += piece.text
-                answered_by = piece.model
-                history[-1] = {"role": "assistant", "content": reply}
-                yield history, "", gr.update(), "", gr.update()
-            done = notice(strings.CHAT_ANSWERED_BY.format(model=answered_by) if answered_by else strings.CHAT_NO_TEXT)
-        except Exception as exc:  # noqa: BLE001 - a failed reply is shown in the conversation itself
-            history[-1] = {"role": "assistant", "content": strings.CHAT_REPLY_FAILED.format(
-                message=exc.message if isinstance(exc, ApiError) else error_text(exc, strings.TAB_CHAT))}
-            done = error_notice(exc, strings.TAB_CHAT)
-            yield history, "", gr.update(), done, gr.update()
-        try:
-            radio, _ = await session_list(session_id)  # the first message titles the session
-        except Exception:  # noqa: BLE001 - the reply is shown; the list refreshes on the next action
-            radio = gr.update()
-        yield history, "", radio, done, await memory_panel(session_id)
-
-    demo.load(load, [sessions], [sessions, chatbot, status, memory, model])
-    tab.select(model_choices, None, [model])  # fine-tunes switched to elsewhere become pickable
-    sessions.input(select, [sessions], [chatbot, status, memory])
-    new_btn.click(new_session, None, [sessions, chatbot, status, memory])
-    rename_btn.click(rename, [sessions, title_box], [sessions, title_box, status])
-    title_box.submit(rename, [sessions, title_box], [sessions, title_box, status])
-    clear_btn.click(clear, [sessions], [chatbot, status, memory])
-    delete_btn.click(delete, [sessions], [sessions, chatbot, status, memory])
+    chat = ChatController(client)
+    demo.load(chat.load, [sessions], [sessions, chatbot, status, memory, model])
+    tab.select(chat.model_choices, None, [model])  # fine-tunes switched to elsewhere become pickable
+    sessions.input(chat.select, [sessions], [chatbot, status, memory])
+    new_btn.click(chat.new_session, None, [sessions, chatbot, status, memory])
+    rename_btn.click(chat.rename, [sessions, title_box], [sessions, title_box, status])
+    title_box.submit(chat.rename, [sessions, title_box], [sessions, title_box, status])
+    clear_btn.click(chat.clear, [sessions], [chatbot, status, memory])
+    delete_btn.click(chat.delete, [sessions], [sessions, chatbot, status, memory])
     outputs = [chatbot, message, sessions, status, memory]
-    sent = send_btn.click(send, [message, sessions, model, chatbot], outputs)
-    submitted = message.submit(send, [message, sessions, model, chatbot], outputs)
+    sent = send_btn.click(chat.send, [message, sessions, model, chatbot], outputs)
+    submitted = message.submit(chat.send, [message, sessions, model, chatbot], outputs)
     stop_btn.click(None, None, None, cancels=[sent, submitted])
     return {"sessions": sessions, "chatbot": chatbot, "model": model, "status": status, "memory": memory}

@@ -147,7 +147,7 @@ def parameters(size_b: float | None) -> str:
 
 def recommendation_markdown(rec: dict[str, Any] | None, note: str | None = None) -> str:
     if not rec:
-        return "No recommendation for this model."
+        return strings.FT_NO_RECOMMENDATION
     device = "GPU" if rec.get("use_gpu") else "CPU"
     lines = [f"**{rec.get('model')}** ({parameters(rec.get('model_size_b'))} parameters) on {device}: "
              f"batch **{rec.get('batch_size')}**, max length **{rec.get('max_length')}**, "

@@ -56,6 +56,23 @@ def session_rows(stats: dict[str, Any]) -> str:
     return f'<table class="sage-table" id="memory-sessions">{head}{"".join(rows)}</table>'
 
 
+class MemoryController:
+    """The Memory tab's one handler: what ``/memory/config`` and ``/memory/stats`` answer, as cards and a table."""
+
+    def __init__(self, client: StudioClient):
+        self.client = client
+
+    async def load(self):
+        try:
+            config = await self.client.memory_config()
+            stats = await self.client.memory_stats()
+        except Exception as exc:  # noqa: BLE001 - shown as a notice, the tab stays usable
+            return "", error_notice(exc, strings.TAB_MEMORY), ""
+        text = strings.MEMORY_SUMMARY.format(backend=config.get("backend"), max_dialogs=config.get("max_dialogs"),
+                                             total=config.get("total_sessions", len(stats.get("sessions", []))))
+        return text, backend_cards(config), session_rows(stats)
+
+
 def create_memory_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> None:
     """Build the Memory tab inside the current Blocks context."""
     with gr.Row():
@@ -66,15 +83,6 @@ def create_memory_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> Non
     gr.Markdown(f"#### {strings.MEMORY_SESSIONS}")
     sessions = gr.HTML(elem_id="memory-stats")
 
-    async def load():
-        try:
-            config = await client.memory_config()
-            stats = await client.memory_stats()
-        except Exception as exc:  # noqa: BLE001 - shown as a notice, the tab stays usable
-            return "", error_notice(exc, strings.TAB_MEMORY), ""
-        text = strings.MEMORY_SUMMARY.format(backend=config.get("backend"), max_dialogs=config.get("max_dialogs"),
-                                             total=config.get("total_sessions", len(stats.get("sessions", []))))
-        return text, backend_cards(config), session_rows(stats)
-
-    tab.select(load, None, [summary, backends, sessions])
-    refresh.click(load, None, [summary, backends, sessions])
+    memory = MemoryController(client)
+    tab.select(memory.load, None, [summary, backends, sessions])
+    refresh.click(memory.load, None, [summary, backends, sessions])

@@ -2,6 +2,7 @@
 
 Built on the hot-swap API (``/api/finetune/models``, ``current-model``, ``switch-model``); while that API is not
 there, it still lists what the gateway serves (``/v1/models``) and says the switch is not available.
+``create_models_tab`` lays the tab out; ``ModelsController`` holds the client and handles its events.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from sage_studio.settings import DEFAULT_MODEL_ALIAS
 from ui import strings
 from ui.client import StudioClient
 from ui.render import card, cards, error_notice, esc, fmt, kv_table, notice
@@ -50,6 +52,53 @@ def model_cards(entries: list[dict[str, Any]], current: str | None) -> str:
     return cards(items)
 
 
+class ModelsController:
+    """The Models tab's event handlers: what the studio serves and chats with, and the switch."""
+
+    def __init__(self, client: StudioClient):
+        self.client = client
+
+    async def load(self, message: str = ""):
+        try:
+            served = [m["id"] for m in await self.client.models()]
+        except Exception as exc:  # noqa: BLE001
+            return "", gr.update(), error_notice(exc, strings.TAB_MODELS), ""
+        try:
+            cur = current_name(await self.client.current_model())
+            entries = model_entries(await self.client.finetune_models())
+        except Exception as exc:  # noqa: BLE001 - fall back to what the gateway serves
+            cur, entries = await self._served_only(served)
+            message = message or error_notice(exc, strings.FEAT_SWITCH)
+        current_html = card(strings.MODELS_CURRENT, f'<div class="sage-big">{esc(fmt(cur))}</div>'
+                            f'<div class="sage-muted">{strings.MODELS_SERVED}: {esc(", ".join(served))}</div>')
+        names = [model_name(e) for e in entries]
+        return current_html, gr.update(choices=names, value=cur if cur in names else None), message, \
+            model_cards(entries, cur)
+
+    async def _served_only(self, served: list[str]) -> tuple[str | None, list[dict[str, Any]]]:
+        """Without the hot-swap API: the current model as ``/health`` names it, and the served models."""
+        health = {}
+        try:
+            health = await self.client.health()
+        except Exception:  # noqa: BLE001
+            pass
+        return health.get("default_model"), [{"name": name, "kind": "served"} for name in served
+                                             if name != DEFAULT_MODEL_ALIAS]
+
+    @staticmethod
+    def switching(name: str | None):
+        return notice(strings.MODELS_SWITCHING.format(model=name), "info") if name else gr.update()
+
+    async def switch(self, name: str | None):
+        if not name:
+            return gr.update(), gr.update(), notice(strings.MODELS_PICK_FIRST, "warn"), gr.update()
+        try:
+            await self.client.switch_model(name)
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SWITCH), gr.update()
+        return await self.load(notice(strings.MODELS_SWITCHED.format(model=name), "ok"))
+
+
 def create_models_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[str, gr.components.Component]:
     """Build the Models tab inside the current Blocks context."""
     with gr.Row():
@@ -62,41 +111,9 @@ def create_models_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dic
     gr.Markdown(f"#### {strings.MODELS_AVAILABLE}")
     available = gr.HTML(elem_id="models-available")
 
-    async def load(message: str = ""):
-        try:
-            served = [m["id"] for m in await client.models()]
-        except Exception as exc:  # noqa: BLE001
-            return "", gr.update(), error_notice(exc, strings.TAB_MODELS), ""
-        try:
-            cur = current_name(await client.current_model())
-            entries = model_entries(await client.finetune_models())
-        except Exception as exc:  # noqa: BLE001 - fall back to what the gateway serves
-            health = {}
-            try:
-                health = await client.health()
-            except Exception:  # noqa: BLE001
-                pass
-            cur = health.get("default_model")
-            entries = [{"name": name, "kind": "served"} for name in served if name != "sage-default"]
-            message = message or error_notice(exc, strings.FEAT_SWITCH)
-        current_html = card(strings.MODELS_CURRENT, f'<div class="sage-big">{esc(fmt(cur))}</div>'
-                            f'<div class="sage-muted">{strings.MODELS_SERVED}: {esc(", ".join(served))}</div>')
-        names = [model_name(e) for e in entries]
-        return current_html, gr.update(choices=names, value=cur if cur in names else None), message, \
-            model_cards(entries, cur)
-
-    async def do_switch(name: str | None):
-        if not name:
-            return gr.update(), gr.update(), notice(strings.MODELS_PICK_FIRST, "warn"), gr.update()
-        try:
-            await client.switch_model(name)
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), gr.update(), error_notice(exc, strings.FEAT_SWITCH), gr.update()
-        return await load(notice(strings.MODELS_SWITCHED.format(model=name), "ok"))
-
+    models = ModelsController(client)
     outputs = [current, pick, status, available]
-    tab.select(load, None, outputs)
-    refresh.click(load, None, outputs)
-    switch.click(lambda n: notice(strings.MODELS_SWITCHING.format(model=n), "info") if n else gr.update(),
-                 [pick], [status], queue=False).then(do_switch, [pick], outputs)
+    tab.select(models.load, None, outputs)
+    refresh.click(models.load, None, outputs)
+    switch.click(models.switching, [pick], [status], queue=False).then(models.switch, [pick], outputs)
     return {"pick": pick, "switch": switch, "status": status}

@@ -31,7 +31,7 @@ def resources_html(info: dict[str, Any]) -> str:
             _used_bar(gpus, cluster.get("gpus_free"), "GPUs") if gpus
             else f'<div class="sage-muted">{strings.SYSTEM_NO_GPU}</div>')),
         card("Memory", f'<div class="sage-big">{fmt(cluster.get("memory_gib"))} GiB</div>'
-             '<div class="sage-muted">object store and heap Ray may schedule</div>'),
+             f'<div class="sage-muted">{strings.SYSTEM_MEMORY_NOTE}</div>'),
     ]
     return cards(items)
 
@@ -51,7 +51,7 @@ def nodes_html(info: dict[str, Any]) -> str:
     cluster = info.get("cluster") if isinstance(info.get("cluster"), dict) else info
     nodes = cluster.get("nodes") or []
     if not nodes:
-        return notice("The cluster did not report its nodes.")
+        return notice(strings.SYSTEM_NO_NODES)
     rows = "".join(
         f'<tr><td>{esc(str(n.get("node_ip", "?")))}</td><td>{fmt(n.get("cpus"))}</td><td>{fmt(n.get("gpus"))}</td>'
         f'<td>{esc(fmt(n.get("accelerator_types")))}</td><td>{"alive" if n.get("alive", True) else "dead"}</td></tr>'
@@ -65,6 +65,32 @@ def dashboard_link(url: str | None) -> str:
         return ""
     return (f'<a class="sage-link-button" href="{esc(url)}" target="_blank" rel="noopener">'
             f"{strings.SYSTEM_DASHBOARD}</a>")
+
+
+class SystemController:
+    """The System tab's one handler: the cluster from ``/api/system/gpu-info`` and the gateway from ``/health``."""
+
+    def __init__(self, client: StudioClient, dashboard_url: str | None = None):
+        self.client = client
+        self.dashboard_url = dashboard_url
+
+    async def load(self):
+        health_html = await self._health_html()
+        try:
+            info = await self.client.gpu_info()
+        except Exception as exc:  # noqa: BLE001
+            return gr.update(), error_notice(exc, strings.SYSTEM_RESOURCES), "", "", "", health_html
+        url = self.dashboard_url or info.get("dashboard_url")
+        return (dashboard_link(url) if url else gr.update(), "", resources_html(info), nodes_html(info),
+                gpus_html(info), health_html)
+
+    async def _health_html(self) -> str:
+        try:
+            h = await self.client.health()
+        except Exception as exc:  # noqa: BLE001
+            return error_notice(exc, strings.SYSTEM_HEALTH)
+        return kv_table([("status", h.get("status")), ("default model", h.get("default_model")),
+                         ("models", h.get("models")), ("API", self.client.base_url)])
 
 
 def create_system_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab, dashboard_url: str | None) -> None:
@@ -85,21 +111,7 @@ def create_system_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab, dashbo
     gr.Markdown(f"#### {strings.SYSTEM_HEALTH}")
     health = gr.HTML(elem_id="system-health")
 
-    async def load():
-        try:
-            h = await client.health()
-            health_html = kv_table([("status", h.get("status")), ("default model", h.get("default_model")),
-                                    ("models", h.get("models")), ("API", client.base_url)])
-        except Exception as exc:  # noqa: BLE001
-            health_html = error_notice(exc, strings.SYSTEM_HEALTH)
-        try:
-            info = await client.gpu_info()
-        except Exception as exc:  # noqa: BLE001
-            return gr.update(), error_notice(exc, strings.SYSTEM_RESOURCES), "", "", "", health_html
-        url = dashboard_url or info.get("dashboard_url")
-        return (dashboard_link(url) if url else gr.update(), "", resources_html(info), nodes_html(info),
-                gpus_html(info), health_html)
-
+    system = SystemController(client, dashboard_url)
     outputs = [link, status, resources, nodes, gpus, health]
-    tab.select(load, None, outputs)
-    refresh.click(load, None, outputs)
+    tab.select(system.load, None, outputs)
+    refresh.click(system.load, None, outputs)
