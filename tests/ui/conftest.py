@@ -1,15 +1,22 @@
 """Fixtures of the UI tests: the UI deployed as its own Serve application in the shared Serve instance, and a real
-headless Chromium (Debian's, driven by Playwright) whose pages record every console error."""
+headless Chromium (the system's, driven by Playwright) whose pages record every console error.
+
+Without a Chromium the browser tests fail and say how to install one; they never skip, so a run that did not
+drive a browser cannot pass for one that did."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+# $SAGE_CHROMIUM (a path, or a name on PATH) when set, else the first of these names on PATH.
+CHROMIUM_ENV = "SAGE_CHROMIUM"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -100,14 +107,37 @@ def deploy_apps():
     return deploy
 
 
+def find_chromium() -> str:
+    """The Chromium executable the browser tests drive; fails the test (never skips it) when there is none."""
+    wanted = os.environ.get(CHROMIUM_ENV)
+    if wanted:
+        found = shutil.which(wanted)
+        if not found:
+            pytest.fail(f"{CHROMIUM_ENV}={wanted!r} is not an executable Chromium. Point it at one, or unset it and "
+                        "install one: apt-get install chromium (or bash scripts/setup.sh --test).", pytrace=False)
+        return found
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(f"The browser tests need Chromium and found none on PATH (looked for {', '.join(CHROMIUM_NAMES)}). "
+                f"Install it with apt-get install chromium (or bash scripts/setup.sh --test), or set {CHROMIUM_ENV} "
+                "to its path.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chromium_lookup():
+    """``find_chromium``, for the test that checks how a missing Chromium is reported."""
+    return find_chromium
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need Debian's Chromium: apt-get install -y chromium")
+    executable = find_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
