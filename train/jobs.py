@@ -2,18 +2,18 @@
 
 Why Ray Jobs: training never runs in the gateway process, a job outlives a restart of the studio, and Ray gives
 status (to reconcile with), streamed logs (``tail_job_logs``) and ``stop_job`` for cancel. The manager is the only
-writer of task rows; a job writes files in its task folder (status.json, metrics.jsonl, result.json) that the
-manager folds into the row on each tick. A task whose Ray job is gone (cluster restarted) is marked failed.
+writer of task rows; a job writes files in its task folder (``train/task_folder.py``: status.json, metrics.jsonl,
+result.json) that the manager folds into the row on each tick. A task whose Ray job is gone (cluster restarted) is
+marked failed.
 
 On a cluster with an autoscaler (``ray up``, ``ray start --autoscaling-config``), a task that the running nodes cannot
 hold but nodes the autoscaler may launch can, is queued rather than refused; while it waits at the head of the queue
-the manager asks the autoscaler for room for it (see ``train/autoscale.py``), and withdraws the request once the
-task's workers run (or it ends or is cancelled), so the nodes scale down when idle.
+the manager asks the autoscaler for room for it (``train/capacity.py``), and withdraws the request once the task's
+workers run (or it ends or is cancelled), so the nodes scale down when idle.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -24,8 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sage_studio.files import atomic_write
 from sage_studio.settings import DEFAULT_MODEL_NAME
-from train import autoscale
+from train import autoscale, task_folder
+from train.capacity import ClusterCapacity, cluster_total, demand, fits_in, free_for_queue, task_bundle, task_bundles
 from train.store import ACTIVE_STATES, FINAL_STATES, FinetuneStore, TaskRecord, new_id
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,6 @@ logger = logging.getLogger(__name__)
 JOB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "TOKENIZERS_PARALLELISM": "false"}
 SUBMIT_RETRY_S = 300.0
-AUTOSCALER_TTL_S = 120.0  # how long the autoscaler's node types (read from its config file) are trusted
 
 
 class FinetuneError(Exception):
@@ -113,25 +114,6 @@ def _gcs_address() -> str | None:
     return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
 
 
-def cluster_free() -> dict[str, float]:
-    import ray
-
-    return dict(ray.available_resources())
-
-
-def cluster_total() -> dict[str, float]:
-    import ray
-
-    return dict(ray.cluster_resources())
-
-
-def node_totals() -> list[dict[str, float]]:
-    """Each alive node's total resources."""
-    import ray
-
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-
-
 class JobManager:
     """Queue, submit, follow and cancel fine-tunes. ``start()`` runs ``tick()`` every ``interval_s`` in a thread."""
 
@@ -142,11 +124,10 @@ class JobManager:
         self.client = JobSubmissionClient(address or dashboard_address())
         self.gcs_address = _gcs_address()
         self.interval_s = interval_s
+        self.capacity = ClusterCapacity(f"sage-studio-finetune:{store.home}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
-        self._autoscaler: tuple[float, autoscale.Autoscaler | None] | None = None  # (when read, what)
-        self._nodes = autoscale.NodeRequest(f"sage-studio-finetune:{store.home}")  # what we asked the autoscaler
         self._told_waiting: set[str] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -160,11 +141,7 @@ class JobManager:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
-        if self._nodes.bundles:  # no studio left to use the nodes it asked for: let them scale down
-            try:
-                self._nodes.set([])
-            except Exception as exc:  # noqa: BLE001 - Ray may be going away too
-                logger.warning("could not withdraw the autoscaler request: %s", exc)
+        self.capacity.withdraw()  # no studio left to use the nodes it asked for: let them scale down
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -178,29 +155,11 @@ class JobManager:
         """Record a task and queue it; FinetuneError(400) when the cluster could never run it."""
         total = cluster_total()
         use_gpu = request.use_gpu if request.use_gpu is not None else total.get("GPU", 0) >= 1
-        need = self.demand(request.num_workers, request.cpus_per_worker, use_gpu, request.worker_resources)
+        need = demand(request.num_workers, request.cpus_per_worker, use_gpu, request.worker_resources)
         bundle = autoscale.worker_bundle(request.cpus_per_worker, use_gpu, request.worker_resources)
-        short = [(r, amount) for r, amount in need.items() if amount > total.get(r, 0)]
-        if short:  # more than the running nodes have: only an autoscaler that can launch the rest saves it
-            scaler = self.autoscaler()
-            if scaler is None:
-                resource, amount = short[0]
-                fix = ("lower num_workers or cpus_per_worker" if resource in ("CPU", "GPU")
-                       else "lower num_workers or worker_resources, or add a node that offers it")
-                raise FinetuneError(
-                    400,
-                    f"This fine-tune needs {amount:g} {resource} ({request.num_workers} worker(s)) but the whole "
-                    f"cluster has {total.get(resource, 0):g}: {fix}.",
-                )
-            room = autoscale.capacity(bundle, node_totals(), scaler)
-            if room < request.num_workers:
-                raise FinetuneError(
-                    400,
-                    f"This fine-tune needs {request.num_workers} worker(s) of {autoscale.fmt_resources(bundle)} "
-                    f"each, but the running nodes and every node the autoscaler may launch hold only {room}: lower "
-                    f"num_workers or what each worker asks for. Node types the autoscaler launches "
-                    f"({scaler.config_path}): {scaler.describe()}.",
-                )
+        refusal = self.capacity.refusal(request.num_workers, bundle, need, total)
+        if refusal:
+            raise FinetuneError(400, refusal)
         task_id = new_id("ft")
         task_dir = self.store.task_dir(task_id)
         task_dir.mkdir(parents=True)
@@ -210,40 +169,20 @@ class JobManager:
             "dataset_rows": dataset.rows_valid, "output_dir": str(task_dir), "demand": need,
             "worker_bundle": bundle,
         }
-        (task_dir / "task.json").write_text(json.dumps(config, indent=1))
+        task_folder.write_json(task_dir / task_folder.TASK, config)
         name = request.name or f"{Path(request.model).name} on {dataset.name}"
         self.store.add_task(task_id, name, config)
         self.store.update_task(task_id, expect=("pending",), state="queued")
         return self.store.get_task(task_id)
 
-    @staticmethod
-    def demand(num_workers: int, cpus_per_worker: float, use_gpu: bool,
-               worker_resources: dict[str, float] | None = None) -> dict[str, float]:
-        need = {"CPU": num_workers * cpus_per_worker}
-        if use_gpu:
-            need["GPU"] = float(num_workers)
-        for resource, amount in (worker_resources or {}).items():
-            if amount > 0:
-                need[resource] = num_workers * amount
-        return need
-
-    def autoscaler(self) -> autoscale.Autoscaler | None:
-        """This cluster's autoscaler (its launchable node types), None on a fixed cluster; re-read every few
-        minutes. A lookup that fails counts as no autoscaler until the next one."""
-        now = time.monotonic()
-        if self._autoscaler is None or now - self._autoscaler[0] > AUTOSCALER_TTL_S:
-            try:
-                found = autoscale.find_autoscaler()
-            except Exception as exc:  # noqa: BLE001 - unreadable config, head busy: behave as a fixed cluster
-                logger.warning("could not read the autoscaler's node types: %s", exc)
-                found = None
-            self._autoscaler = (now, found)
-        return self._autoscaler[1]
-
-    def cancel(self, task_id: str) -> TaskRecord:
+    def _existing(self, task_id: str) -> TaskRecord:
         task = self.store.get_task(task_id)
         if task is None:
             raise FinetuneError(404, f"No fine-tune task '{task_id}'.")
+        return task
+
+    def cancel(self, task_id: str) -> TaskRecord:
+        task = self._existing(task_id)
         if task.state in FINAL_STATES:
             raise FinetuneError(409, f"Task {task_id} is already {task.state}.")
         now = time.time()
@@ -265,9 +204,7 @@ class JobManager:
         return self.store.get_task(task_id)
 
     def delete(self, task_id: str) -> None:
-        task = self.store.get_task(task_id)
-        if task is None:
-            raise FinetuneError(404, f"No fine-tune task '{task_id}'.")
+        task = self._existing(task_id)
         if task.state in ACTIVE_STATES:
             raise FinetuneError(409, f"Task {task_id} is {task.state}: cancel it before deleting it.")
         if task.job_id:
@@ -287,44 +224,23 @@ class JobManager:
 
     def _schedule(self) -> None:
         queued = self.store.list_tasks(("queued",))
-        preparing = self.store.list_tasks(("preparing",))
         waiting = None
         if queued:
-            free = cluster_free()
-            # Jobs we submitted that have not started their workers yet hold nothing in Ray's books: count them.
-            for task in preparing:
-                for resource, amount in task.config.get("demand", {}).items():
-                    free[resource] = free.get(resource, 0) - amount
+            free = free_for_queue(self.store.list_tasks(("preparing",)))
             for task in queued:  # strict FIFO: a big task at the head is never starved by small ones behind it
                 need = task.config.get("demand", {})
-                if any(free.get(r, 0) + 1e-9 < amount for r, amount in need.items()):
+                if not fits_in(need, free):
                     waiting = task
                     break
                 self._submit(task)
                 for r, amount in need.items():
                     free[r] = free.get(r, 0) - amount
-            preparing = self.store.list_tasks(("preparing",))
-        self._ask_autoscaler(waiting, bool(preparing))
-
-    def _ask_autoscaler(self, waiting: TaskRecord | None, starting: bool) -> None:
-        """Ask the autoscaler for room for the submitted tasks whose workers have not started plus the one at the
-        head of the queue, when a node it can launch would take that task's workers. The request stands while a submitted task has not started
-        its workers (a fresh node must not be scaled down under it) and is withdrawn once nothing waits."""
-        wanted = self._nodes.bundles if starting else []
-        if waiting is not None:
-            scaler = self.autoscaler()
-            bundle = _bundle(waiting)
-            if scaler is not None and any(autoscale.fits(bundle, t.resources) for t in scaler.node_types):
-                # Not the training tasks: Ray Train's controller asks the same coordinator for its own workers once
-                # it runs, and the coordinator adds requests up (asking again would launch their nodes twice).
-                wanted = [b for task in self.store.list_tasks(("preparing",)) for b in _bundles(task)]
-                wanted += _bundles(waiting)
-                if waiting.id not in self._told_waiting:
-                    self._told_waiting.add(waiting.id)
-                    self._log(waiting.id, f"waiting for nodes: asked the autoscaler for room for "
-                                          f"{len(_bundles(waiting))} worker(s) of {autoscale.fmt_resources(bundle)}")
-        if self._nodes.set(wanted):
-            logger.info("asked the autoscaler for room for %s", wanted or "nothing (request withdrawn)")
+        covered = self.capacity.request_room(waiting, self.store.list_tasks(("preparing",)))
+        if covered and waiting.id not in self._told_waiting:
+            self._told_waiting.add(waiting.id)
+            self._log(waiting.id, f"waiting for nodes: asked the autoscaler for room for "
+                                  f"{len(task_bundles(waiting))} worker(s) of "
+                                  f"{autoscale.fmt_resources(task_bundle(waiting))}")
 
     def _submit(self, task: TaskRecord) -> None:
         job_id = f"sage-ft-{task.id}"
@@ -362,7 +278,7 @@ class JobManager:
 
     def _follow(self, task: TaskRecord) -> None:
         task_dir = self.store.task_dir(task.id)
-        status = _read_json(task_dir / "status.json")
+        status = task_folder.read_json(task_dir / task_folder.STATUS)
         progress = {k: v for k, v in status.items() if k not in ("state",)} if status else task.progress
         try:
             job_status = _job_status_value(self.client.get_job_status(task.job_id))
@@ -376,7 +292,7 @@ class JobManager:
             state = "training" if status.get("state") == "training" else "preparing"
             self.store.update_task(task.id, expect=("preparing", "training"), state=state, progress=progress)
             return
-        result = _read_json(task_dir / "result.json")
+        result = task_folder.read_json(task_dir / task_folder.RESULT)
         if job_status == "SUCCEEDED" and result.get("state") == "completed":
             progress.update(result)
             self._finish(task, "completed", None, progress)
@@ -399,27 +315,17 @@ class JobManager:
             text = self.client.get_job_logs(task.job_id)
         except Exception:  # noqa: BLE001 - the job may be gone; train.log still has the progress
             return
-        (self.store.task_dir(task.id) / "job.log").write_text(text)
+        atomic_write(self.store.task_dir(task.id) / task_folder.JOB_LOG, text)
 
     def _log(self, task_id: str, line: str) -> None:
         task_dir = self.store.task_dir(task_id)
-        if task_dir.is_dir():
-            with open(task_dir / "train.log", "a") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        if task_dir.is_dir():  # not for a task deleted meanwhile
+            task_folder.log(task_dir, line)
 
     # ---- reads ----------------------------------------------------------------------------------------------
     def metrics(self, task_id: str) -> list[dict]:
-        """Loss per step (the last report of a step wins: steps redone after a resume replace the old ones)."""
-        by_step: dict[int, dict] = {}
-        path = self.store.task_dir(task_id) / "metrics.jsonl"
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    m = json.loads(line)
-                except ValueError:
-                    continue  # a line being written right now
-                by_step[m["step"]] = {k: m.get(k) for k in ("step", "epoch", "loss", "lr", "time", "resumed_from")}
-        return [by_step[s] for s in sorted(by_step)]
+        """Loss per step, as ``train.task_folder.read_metrics`` reads it."""
+        return task_folder.read_metrics(self.store.task_dir(task_id))
 
     def logs(self, task_id: str) -> str:
         """The Ray job's log while Ray has it; the saved job.log or the progress log otherwise."""
@@ -429,27 +335,4 @@ class JobManager:
                 return self.client.get_job_logs(task.job_id)
             except Exception:  # noqa: BLE001 - fall back to the files
                 pass
-        for name in ("job.log", "train.log"):
-            path = self.store.task_dir(task_id) / name
-            if path.is_file():
-                return path.read_text(errors="replace")
-        return ""
-
-
-def _bundle(task: TaskRecord) -> dict[str, float]:
-    """One worker's resources (tasks recorded before ``worker_bundle`` existed: from the request's fields)."""
-    c = task.config
-    if "worker_bundle" in c:
-        return c["worker_bundle"]
-    return autoscale.worker_bundle(c.get("cpus_per_worker", 1), bool(c.get("use_gpu")), c.get("worker_resources"))
-
-
-def _bundles(task: TaskRecord) -> list[dict[str, float]]:
-    return [_bundle(task)] * int(task.config.get("num_workers", 1))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+        return task_folder.read_saved_log(self.store.task_dir(task_id))

@@ -22,6 +22,7 @@ import ray.train
 import ray.train.torch
 from ray.train import Checkpoint, UserCallback
 
+from train import task_folder
 from train.formats import encode_for_training
 from train.validation import bounded, check_batch, check_pool, load_tokenizer, read_rows
 
@@ -215,16 +216,12 @@ class ProgressRecorder:
 
     def _write_status(self, **status: Any) -> None:
         self.status = status
-        path = self.task_dir / "status.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**status, "updated_at": time.time(), "failures": self.failures,
-                                   "last_checkpoint_step": self.last_checkpoint_step}))
-        tmp.replace(path)  # readers never see half a file
+        task_folder.write_json(self.task_dir / task_folder.STATUS, {
+            **status, "updated_at": time.time(), "failures": self.failures,
+            "last_checkpoint_step": self.last_checkpoint_step})
 
     def log(self, line: str) -> None:
-        print(f"[sage] {line}", flush=True)  # forwarded to the Ray job's log as well
-        with open(self.task_dir / "train.log", "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        task_folder.log(self.task_dir, line, echo=True)  # echoed: the Ray job's log has it as well
 
     def record(self, m: dict[str, Any]) -> None:
         now = time.time()
@@ -233,7 +230,7 @@ class ProgressRecorder:
         done = m["step"] - self.first_step
         rate = (now - self.started) / (done - 1) if done > 1 else m.get("step_time_s", 0)
         m = {**m, "eta_s": round(rate * (m["total_steps"] - m["step"]), 1), "time": now}
-        with open(self.task_dir / "metrics.jsonl", "a") as f:
+        with open(self.task_dir / task_folder.METRICS, "a") as f:
             f.write(json.dumps(m) + "\n")
         self._write_status(state="training", **m)
         self.log(

@@ -21,28 +21,18 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from train.loop import TrainEvents, ProgressRecorder, steps_plan, train_loop, training_dataset
+from train.loop import ProgressRecorder, TrainEvents, steps_plan, train_loop, training_dataset
+from train.task_folder import RESULT, STATUS, TASK, adapter_dir, log, write_json
 from train.validation import load_tokenizer
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-
-
-def _log(task_dir: Path, line: str) -> None:
-    print(f"[sage] {line}", flush=True)
-    with open(task_dir / "train.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 def run(task_dir: Path) -> dict:
     """Prepare data, train, export the adapter; returns what goes into result.json."""
-    cfg = json.loads((task_dir / "task.json").read_text())
+    cfg = json.loads((task_dir / TASK).read_text())
     started = time.time()
-    _write_json(task_dir / "status.json", {"state": "preparing", "phase": "tokenizing the dataset", "updated_at": started})
-    _log(task_dir, f"task {cfg['task_id']}: model {cfg['model']}, dataset {cfg['dataset_id']} ({cfg['format']})")
+    write_json(task_dir / STATUS, {"state": "preparing", "phase": "tokenizing the dataset", "updated_at": started})
+    log(task_dir, f"task {cfg['task_id']}: model {cfg['model']}, dataset {cfg['dataset_id']} ({cfg['format']})",
+        echo=True)
     ds = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"], cfg["max_length"], cfg["seed"])
     rows = ds.count()
     if rows < cfg["num_workers"]:
@@ -50,10 +40,10 @@ def run(task_dir: Path) -> dict:
     steps_per_epoch, total = steps_plan(rows, cfg["batch_size"], cfg["num_workers"], cfg["epochs"], cfg["max_steps"])
     cfg.update(steps_per_epoch=steps_per_epoch, total_steps=total, rows=rows)
     cfg["checkpoint_every"] = cfg.get("checkpoint_every") or max(1, total // 4)
-    _log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, "
-                   f"{cfg['num_workers']} worker(s) × batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}")
-    _write_json(task_dir / "status.json", {"state": "preparing", "phase": "starting workers", "total_steps": total,
-                                           "rows": rows, "updated_at": time.time()})
+    log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, {cfg['num_workers']} worker(s) "
+                  f"× batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}", echo=True)
+    write_json(task_dir / STATUS, {"state": "preparing", "phase": "starting workers", "total_steps": total,
+                                   "rows": rows, "updated_at": time.time()})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     recorder = ray.remote(num_cpus=0)(ProgressRecorder).options(scheduling_strategy=here).remote(str(task_dir))
     resources = {**(cfg.get("worker_resources") or {}), "CPU": cfg["cpus_per_worker"]}
@@ -77,13 +67,14 @@ def run(task_dir: Path) -> dict:
     ray.get(recorder.log.remote("training finished"))  # flushes the steps still queued at the recorder
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
-    adapter = task_dir / "adapter"
+    adapter = adapter_dir(task_dir)
     shutil.rmtree(adapter, ignore_errors=True)
     with result.checkpoint.as_directory() as folder:
         shutil.copytree(folder, adapter, ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json"))
     load_tokenizer(cfg["model_path"]).save_pretrained(adapter)
     metrics = result.metrics or {}
-    _log(task_dir, f"completed: {metrics.get('step')} steps, last loss {metrics.get('loss')}, adapter in {adapter}")
+    log(task_dir, f"completed: {metrics.get('step')} steps, last loss {metrics.get('loss')}, adapter in {adapter}",
+        echo=True)
     return {"state": "completed", "adapter_path": str(adapter), "steps": metrics.get("step"),
             "final_loss": metrics.get("loss"), "rows": rows, "seconds": round(time.time() - started, 1)}
 
@@ -102,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result = {"state": "failed", "error": f"{type(exc).__name__}: {reason}"[:1000]}
-        _log(task_dir, f"failed: {result['error']}")
+        log(task_dir, f"failed: {result['error']}", echo=True)
         code = 1
-    _write_json(task_dir / "result.json", {**result, "finished_at": time.time()})
+    write_json(task_dir / RESULT, {**result, "finished_at": time.time()})
     return code
 
 
