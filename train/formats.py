@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-FORMATS = ("alpaca", "chat", "qa")
 FORMAT_HELP = (
     "alpaca (instruction, input?, output), chat (messages or conversations: a list of {role, content}) "
     "or qa (question, context?, answer)"
@@ -17,6 +16,12 @@ FORMAT_HELP = (
 ROLES = ("system", "user", "assistant")
 # ShareGPT-style conversations ({"from": "human", "value": ...}) are common enough to accept as chat.
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+
+# The single-turn formats: (prompt field, optional field, answer field, how the prompt joins the first two).
+_SINGLE_TURN = {
+    "alpaca": ("instruction", "input", "output", "{main}\n\n{extra}"),
+    "qa": ("question", "context", "answer", "Context:\n{extra}\n\nQuestion: {main}"),
+}
 
 # Used when a model's tokenizer ships no chat template (base models): plain markers the model can learn.
 FALLBACK_TEMPLATE = (
@@ -56,10 +61,9 @@ def detect_format(row: Any) -> str:
         raise RowError(f"row is a JSON {_type_name(row)}, expected an object with the fields of {FORMAT_HELP}")
     if "messages" in row or "conversations" in row:
         return "chat"
-    if "instruction" in row or "output" in row:
-        return "alpaca"
-    if "question" in row or "answer" in row:
-        return "qa"
+    for fmt, (main_field, _, answer_field, _) in _SINGLE_TURN.items():
+        if main_field in row or answer_field in row:
+            return fmt
     keys = ", ".join(sorted(map(str, row))[:8]) or "none"
     hint = ""
     for key, value in row.items():
@@ -109,17 +113,12 @@ def to_messages(row: Any, fmt: str | None = None) -> tuple[str, list[dict]]:
     fmt = fmt or detect_format(row)
     if fmt == "chat":
         return fmt, _chat_messages(row)
-    if fmt == "alpaca":
-        instruction = _text(row, "instruction", required=True)
-        extra = _text(row, "input", required=False)
-        output = _text(row, "output", required=True)
-        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    if fmt == "qa":
-        question = _text(row, "question", required=True)
-        context = _text(row, "context", required=False)
-        answer = _text(row, "answer", required=True)
-        prompt = f"Context:\n{context}\n\nQuestion: {question}" if context.strip() else question
+    if fmt in _SINGLE_TURN:
+        main_field, extra_field, answer_field, joined = _SINGLE_TURN[fmt]
+        main = _text(row, main_field, required=True)
+        extra = _text(row, extra_field, required=False)
+        answer = _text(row, answer_field, required=True)
+        prompt = joined.format(main=main, extra=extra) if extra.strip() else main
         return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
     raise RowError(f"unknown format '{fmt}' (expected {FORMAT_HELP})")
 
