@@ -103,6 +103,28 @@ def lr_at(step: int, cfg: dict[str, Any]) -> float:
     return peak * max(0.1, 1 - (step - warm) / max(1, total - warm))
 
 
+def lora_optimizer(model, cfg: dict[str, Any]):
+    """AdamW over the trainable (LoRA) parameters, at the peak learning rate, no weight decay."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=0.0)
+
+
+def train_step(model, optimizer, batch: dict[str, Any], lr: float):
+    """One optimizer step at ``lr``: forward, backward, gradients clipped to norm 1; the batch's loss, detached."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def _save_checkpoint(model, optimizer, step: int, epoch: int, folder: str) -> None:
     import torch
 
@@ -138,8 +160,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
             with open(os.path.join(folder, "trainer_state.json")) as f:
                 start_step = json.load(f)["step"]
     model = ray.train.torch.prepare_model(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=0.0)
+    optimizer = lora_optimizer(model, cfg)
     if state_files is not None:
         optimizer.load_state_dict(state_files)
     if rank == 0 and start_step:
@@ -159,15 +180,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 continue  # done before the restart: the checkpoint already holds these updates
             if step >= total or i >= steps_per_epoch:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            value = train_step(model, optimizer, batch, lr_at(step, cfg))
             step += 1
-            value = loss.detach()
             if world > 1:
                 dist.all_reduce(value)
                 value /= world
