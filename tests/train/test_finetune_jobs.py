@@ -32,6 +32,7 @@ def create(http, dataset_id, **overrides):
     return r.json()
 
 
+@pytest.mark.slow  # 62 s here (2 busy cores)
 def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, dataset_id, tiny_model_dir):
     task = create(http, dataset_id, epochs=3, checkpoint_every=8, name="toy run")
     assert task["state"] == "queued" and task["name"] == "toy run"
@@ -75,6 +76,7 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
         assert not torch.allclose(base(**prompt).logits, tuned(**prompt).logits)
 
 
+@pytest.mark.slow  # 70 s here (2 busy cores)
 def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
     task = create(http, dataset_id, epochs=12, checkpoint_every=40, max_failures=2)  # 192 steps
     status_file = ft_app.home / "studio_finetune" / task["id"] / "status.json"
@@ -98,6 +100,7 @@ def test_killed_worker_resumes_from_last_checkpoint(http, ft_app, dataset_id):
     assert "worker 0 failed" in log and "restarting from the last checkpoint" in log
 
 
+@pytest.mark.slow  # 73 s here (2 busy cores)
 def test_queue_fifo_and_cancel_in_every_state(http, dataset_id, ray_cluster):
     free = ray.available_resources().get("CPU", 0)
     cpus = free // 2 + 1  # one task fits, two do not
