@@ -33,7 +33,7 @@ def plain(cfg: dict, rows: list[dict]) -> tuple[float, list[float]]:
     import torch
 
     from train.formats import encode_for_training, to_messages
-    from train.loop import build_lora_model, lr_at, pad_collate
+    from train.loop import build_lora_model, lora_optimizer, lr_at, pad_collate, train_step
     from train.validation import load_tokenizer
 
     start = time.perf_counter()
@@ -41,8 +41,7 @@ def plain(cfg: dict, rows: list[dict]) -> tuple[float, list[float]]:
     tokenizer = load_tokenizer(cfg["model_path"])
     encoded = [encode_for_training(tokenizer, to_messages(r)[1], cfg["max_length"]) for r in rows]
     model = build_lora_model(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg["learning_rate"], weight_decay=0.0)
+    optimizer = lora_optimizer(model, cfg)
     model.train()
     startup = time.perf_counter() - start
     times, last, bs = [], time.perf_counter(), cfg["batch_size"]
@@ -50,14 +49,7 @@ def plain(cfg: dict, rows: list[dict]) -> tuple[float, list[float]]:
         chunk = [encoded[(step * bs + i) % len(encoded)] for i in range(bs)]
         batch = pad_collate({"input_ids": [c[0] for c in chunk], "labels": [c[1] for c in chunk]},
                             tokenizer.pad_token_id or 0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        float(loss.detach())
+        float(train_step(model, optimizer, batch, lr_at(step, cfg)))
         now = time.perf_counter()
         times.append(now - last)
         last = now

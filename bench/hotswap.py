@@ -119,6 +119,7 @@ def main() -> None:
     from sage_studio.model_store import build_tiny_llama, prepare_default_model
     from sage_studio.testing import train_canary_adapter
     from train.store import FinetuneStore, new_id
+    from train.task_folder import adapter_dir
 
     base = (prepare_default_model(Path("~/.sage/models").expanduser()) if args.model == "smollm2"
             else build_tiny_llama(home / "models" / "tiny"))
@@ -130,7 +131,7 @@ def main() -> None:
     cached = Path(tempfile.gettempdir()) / f"sage-bench-canary-{base.name}"
     if not (cached / "adapter_model.safetensors").is_file():
         train_canary_adapter(base, cached, CANARY, prompt=PROMPT)
-    shutil.copytree(cached, store.task_dir(task_id) / "adapter")
+    shutil.copytree(cached, adapter_dir(store.task_dir(task_id)))
     store.update_task(task_id, state="completed")
     print(f"canary adapter trained in {time.monotonic() - t0:.1f} s")
 

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import socket
-import statistics
 import sys
 import time
 from collections import Counter

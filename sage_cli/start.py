@@ -54,11 +54,12 @@ class FinetunedModel:
 def list_finetuned() -> list[FinetunedModel]:
     """Completed fine-tunes with an adapter on disk, newest first."""
     from train.store import FinetuneStore
+    from train.task_folder import adapter_dir
 
     store = FinetuneStore(get_settings().sage_home)
     found = []
     for task in store.list_tasks(("completed",)):
-        adapter = store.task_dir(task.id) / "adapter"
+        adapter = adapter_dir(store.task_dir(task.id))
         if not (adapter / "adapter_config.json").is_file():
             continue
         name = task.name if task.name and ":" not in task.name else task.id

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from deployments.model_switch import ServeAs, current_model, task_base
 from deployments.services import Models, Switch, get_services
+from train.task_folder import adapter_dir
 
 router = APIRouter(prefix="/api/finetune", tags=["models"])
 
@@ -59,7 +60,7 @@ def list_models(models: Models, request: Request) -> list[ModelEntry]:
     for task in store.list_tasks(("completed",)) if store is not None else []:
         if task.id not in served_tasks:
             out.append(ModelEntry(name=task.id, kind="finetune", base=task_base(task, models.config),
-                                  source=str(store.task_dir(task.id) / "adapter"), task_id=task.id,
+                                  source=str(adapter_dir(store.task_dir(task.id))), task_id=task.id,
                                   served=False, current=False))
     return out
 
