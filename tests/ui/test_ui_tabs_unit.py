@@ -143,3 +143,16 @@ def test_the_finetune_form_becomes_the_create_request():
             {"model": "b", "batch_size": 8, "max_length": 256, "lora_r": 16, "num_workers": 2}]
     assert FinetuneController.apply_recommendation(recs, "b") == (8, 256, 16, 2)
     assert FinetuneController.apply_recommendation([], "b") == [gr.update()] * 4
+
+
+def test_a_handler_wired_to_several_events_keeps_one_concurrency_group():
+    # Gradio groups events by id(fn) and runs a group one at a time: the Fine-tune tab's four refreshes (timer, task
+    # pick, after submit, after cancel) must not overlap, so ``follow`` has to be one object on all of them.
+    blocks = build_blocks(StudioClient("http://127.0.0.1:9"))
+    groups: dict[object, set[str]] = {}
+    for block_fn in blocks.fns.values():
+        if block_fn.fn is not None:
+            groups.setdefault(getattr(block_fn.fn, "__func__", block_fn.fn), set()).add(block_fn.concurrency_id)
+    assert {handler: ids for handler, ids in groups.items() if len(ids) > 1} == {}
+    follows = [f for f in blocks.fns.values() if getattr(f.fn, "__func__", None) is FinetuneController.follow]
+    assert len(follows) == 4

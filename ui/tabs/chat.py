@@ -204,16 +204,19 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[
                 memory = gr.HTML(notice(strings.CHAT_MEMORY_NONE), elem_id="chat-memory")
 
     chat = ChatController(client)
+    # One bound method per handler: Gradio keys an event's concurrency group by id(fn), so a handler wired to
+    # several events must be the same object on each, as the functions these replaced were.
+    rename, send = chat.rename, chat.send
     demo.load(chat.load, [sessions], [sessions, chatbot, status, memory, model])
     tab.select(chat.model_choices, None, [model])  # fine-tunes switched to elsewhere become pickable
     sessions.input(chat.select, [sessions], [chatbot, status, memory])
     new_btn.click(chat.new_session, None, [sessions, chatbot, status, memory])
-    rename_btn.click(chat.rename, [sessions, title_box], [sessions, title_box, status])
-    title_box.submit(chat.rename, [sessions, title_box], [sessions, title_box, status])
+    rename_btn.click(rename, [sessions, title_box], [sessions, title_box, status])
+    title_box.submit(rename, [sessions, title_box], [sessions, title_box, status])
     clear_btn.click(chat.clear, [sessions], [chatbot, status, memory])
     delete_btn.click(chat.delete, [sessions], [sessions, chatbot, status, memory])
     outputs = [chatbot, message, sessions, status, memory]
-    sent = send_btn.click(chat.send, [message, sessions, model, chatbot], outputs)
-    submitted = message.submit(chat.send, [message, sessions, model, chatbot], outputs)
+    sent = send_btn.click(send, [message, sessions, model, chatbot], outputs)
+    submitted = message.submit(send, [message, sessions, model, chatbot], outputs)
     stop_btn.click(None, None, None, cancels=[sent, submitted])
     return {"sessions": sessions, "chatbot": chatbot, "model": model, "status": status, "memory": memory}

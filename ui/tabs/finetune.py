@@ -264,6 +264,9 @@ def _tasks_panel() -> dict[str, Any]:
 
 
 def _wire(tab: gr.Tab, ft: FinetuneController, c: dict[str, Any]) -> None:
+    # One bound ``follow`` for its four events: Gradio keys an event's concurrency group by id(fn), and the refreshes
+    # share one group (one at a time), as they did when ``follow`` was a function.
+    follow = ft.follow
     tab.select(ft.load, [c["model"], c["dataset"]], [c[name] for name in LOAD_OUTPUTS])
     c["upload"].upload(ft.upload, [c["upload"], c["model"], c["max_length"]], [c["dataset"], c["report"]])
     c["docs"].click(ft.docs_sample, [c["model"], c["max_length"]], [c["dataset"], c["report"]])
@@ -275,8 +278,8 @@ def _wire(tab: gr.Tab, ft: FinetuneController, c: dict[str, Any]) -> None:
     form = [c[name] for name in ("dataset", "model", "name", "epochs", "max_steps", "batch_size", "learning_rate",
                                  "max_length", "lora_r", "lora_alpha", "lora_dropout", "workers")]
     c["submit"].click(ft.submit, form, [c["status"], c["tasks"], c["task"]]
-                      ).then(ft.follow, [c["task"]], follow_outputs)
-    c["timer"].tick(ft.follow, [c["task"]], follow_outputs, show_progress="hidden")
-    c["task"].input(ft.follow, [c["task"]], follow_outputs)
-    c["cancel"].click(ft.cancel, [c["task"]], [c["task_status"]]).then(ft.follow, [c["task"]], follow_outputs)
+                      ).then(follow, [c["task"]], follow_outputs)
+    c["timer"].tick(follow, [c["task"]], follow_outputs, show_progress="hidden")
+    c["task"].input(follow, [c["task"]], follow_outputs)
+    c["cancel"].click(ft.cancel, [c["task"]], [c["task_status"]]).then(follow, [c["task"]], follow_outputs)
     c["backend"].click(ft.use_as_backend, [c["task"]], [c["task_status"]])

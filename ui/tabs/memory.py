@@ -83,6 +83,6 @@ def create_memory_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> Non
     gr.Markdown(f"#### {strings.MEMORY_SESSIONS}")
     sessions = gr.HTML(elem_id="memory-stats")
 
-    memory = MemoryController(client)
-    tab.select(memory.load, None, [summary, backends, sessions])
-    refresh.click(memory.load, None, [summary, backends, sessions])
+    load = MemoryController(client).load  # one object for both events (concurrency group: id(fn))
+    tab.select(load, None, [summary, backends, sessions])
+    refresh.click(load, None, [summary, backends, sessions])

@@ -112,8 +112,9 @@ def create_models_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dic
     available = gr.HTML(elem_id="models-available")
 
     models = ModelsController(client)
+    load = models.load  # one object for both events (concurrency group: id(fn))
     outputs = [current, pick, status, available]
-    tab.select(models.load, None, outputs)
-    refresh.click(models.load, None, outputs)
+    tab.select(load, None, outputs)
+    refresh.click(load, None, outputs)
     switch.click(models.switching, [pick], [status], queue=False).then(models.switch, [pick], outputs)
     return {"pick": pick, "switch": switch, "status": status}

@@ -111,7 +111,7 @@ def create_system_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab, dashbo
     gr.Markdown(f"#### {strings.SYSTEM_HEALTH}")
     health = gr.HTML(elem_id="system-health")
 
-    system = SystemController(client, dashboard_url)
+    load = SystemController(client, dashboard_url).load  # one object for both events (concurrency group: id(fn))
     outputs = [link, status, resources, nodes, gpus, health]
-    tab.select(system.load, None, outputs)
-    refresh.click(system.load, None, outputs)
+    tab.select(load, None, outputs)
+    refresh.click(load, None, outputs)
