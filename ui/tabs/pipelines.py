@@ -150,8 +150,8 @@ class PipelinesController:
         if problems:
             return self.show(doc, hist, ops, node_id, message=notice(" ".join(problems), "warn"))
         new_doc = edit.set_config(doc, node_id, config, new_label)
-        return self.change(doc, hist, ops, new_doc, node_id, notice(strings.PL_CONFIG_APPLIED.format(node=node_id),
-                                                                    "ok"))
+        done = notice(strings.PL_CONFIG_APPLIED.format(node=node_id), "ok")
+        return self.change(doc, hist, ops, new_doc, node_id, done)
 
     def config_form(self, form_inputs: list, form_outputs: list, doc, node_id, ops) -> None:
         """The selected node's config form, generated from its operator's JSON schema (run by ``gr.render``)."""
@@ -268,9 +268,9 @@ def create_pipelines_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> 
             c["node"] = gr.Dropdown(label=strings.PL_NODE, choices=[], elem_id="pl-node")
             c["remove"] = gr.Button(strings.PL_REMOVE_NODE, size="sm", variant="stop", elem_id="pl-remove")
             with gr.Column(elem_id="pl-form"):
-                form_io = ([c["pipeline"], c["history"], c["operators"]], [c[name] for name in VIEW_OUTPUTS])
-                gr.render(inputs=[c["pipeline"], c["node"], c["operators"]])(functools.partial(pl.config_form,
-                                                                                                *form_io))
+                form = functools.partial(pl.config_form, [c["pipeline"], c["history"], c["operators"]],
+                                         [c[name] for name in VIEW_OUTPUTS])
+                gr.render(inputs=[c["pipeline"], c["node"], c["operators"]])(form)
     with gr.Accordion(strings.PL_PYTHON, open=False, elem_id="pl-python-panel") as c["python_panel"]:
         c["python_code"] = gr.Code(language="python", interactive=False, elem_id="pl-python-code")
     _wire(tab, pl, c)
