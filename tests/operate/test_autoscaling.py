@@ -16,8 +16,9 @@ import pytest
 import ray
 import yaml
 
+from deployments import serve_rest
 from deployments.config import ModelConfig, StudioConfig
-from sage_cli import launcher, serve_rest
+from sage_cli import launcher
 from sage_studio.settings import get_settings
 
 from operate_helpers import alive_nodes, follow_finetune, replica_actors, upload_toy_dataset, wait_for
