@@ -50,6 +50,13 @@ def selected_session(page) -> str:
     return page.locator("#chat-sessions label.selected input").get_attribute("value")
 
 
+def shown_words(reply: str, bubble: str) -> tuple[list[str], list[str]]:
+    """The words of ``reply`` and those of them the chat bubble shows (Markdown may hide a link's target or the
+    like, so a few may be missing)."""
+    words = re.findall(r"[A-Za-z]{4,}", reply)
+    return words, [w for w in words if w in bubble]
+
+
 def test_chat_session_streams_renames_and_deletes(studio_page, ui_studio):
     page = studio_page.open(ui_studio.ui_url).page
     page.locator("#chat-new").click()
@@ -66,7 +73,11 @@ def test_chat_session_streams_renames_and_deletes(studio_page, ui_studio):
 
     stored = httpx.get(f"{ui_studio.gateway_url}/sessions/{session_id}", timeout=60).json()
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
-    assert stored["messages"][1]["content"].strip()
+    assert stored["messages"][0]["content"] == "Tell me about Ray Serve"
+    # What the session stored is the reply the page showed.
+    reply = stored["messages"][1]["content"]
+    words, shown = shown_words(reply, page.locator('#chat-bot [data-testid="bot"]').last.text_content())
+    assert reply.strip() and len(shown) >= 0.8 * len(words), (reply, shown)
 
     fill(page, "chat-title", "Ray questions")
     page.locator("#chat-rename").click()
@@ -100,9 +111,11 @@ def test_dataset_with_errors_gets_a_readable_report(studio_page, ui_studio, tmp_
     expect(report).to_contain_text("2 of 5 rows have problems", timeout=120_000)
     errors = page.locator("#ft-errors tr")
     expect(errors).to_have_count(3)  # header + rows 2 and 3
-    expect(errors.nth(1)).to_contain_text("2")
-    expect(errors.nth(2)).to_contain_text("3")
+    expect(errors.nth(1).locator("td")).to_have_text(["2", "missing field 'output'"])
+    expect(errors.nth(2).locator("td").first).to_have_text("3")
+    expect(errors.nth(2).locator("td").nth(1)).to_contain_text("not valid JSON")
     expect(report).to_contain_text("Preview")
+    expect(report.locator(".sage-conv").first).to_contain_text("Name the studio's default port.")
     assert studio_page.console_errors == []
 
 
@@ -162,12 +175,12 @@ def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_p
         fill(page, elem_id, value)
     page.locator("#ft-submit").click()
     expect(page.locator("#ft-status")).to_contain_text("submitted")
-    table = page.locator("#ft-tasks")
-    expect(table).to_contain_text("codeword")
-    # The table refreshes by itself every few seconds until the Ray Train run is done (about a minute on an idle
-    # 2-core machine; the bound is for a loaded one).
-    expect(table).to_contain_text("completed", timeout=480_000)
-    expect(page.locator("#ft-log")).to_contain_text("step")
+    expect(page.locator("#ft-tasks")).to_contain_text("codeword")
+    # The tab refreshes by itself every few seconds until the Ray Train run is done (about a minute on an idle
+    # 2-core machine; the bound is for a loaded one); the line under the table is about the selected task.
+    expect(page.locator("#ft-task-status")).to_contain_text(re.compile(r"codeword \(ft[^)]+\): completed"),
+                                                            timeout=480_000)
+    expect(page.locator("#ft-log")).to_contain_text("16 rows, 4 steps per epoch, 4 steps")
     expect(page.locator("#ft-loss canvas, #ft-loss svg").first).to_be_visible()
     task_id = re.search(r"\((ft[^)]+)\)", page.locator("#ft-task input").input_value()).group(1)
     points = httpx.get(f"{ui_studio.gateway_url}/api/finetune/tasks/{task_id}/metrics", timeout=60).json()["points"]
@@ -186,6 +199,10 @@ def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_p
 
 
 def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
+    api = httpx.Client(base_url=ui_studio.gateway_url, timeout=60)
+    current = api.get("/api/finetune/current-model").json()["model"]
+    backend = api.get("/memory/config").json()["backend"]
+    node_ip = api.get("/api/system/gpu-info").json()["cluster"]["nodes"][0]["node_ip"]
     page = studio_page.open(ui_studio.ui_url).page
     # Something in every tab for the pictures: a conversation (memory stats) and a template in the editor.
     page.locator("#chat-new").click()
@@ -196,21 +213,25 @@ def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
     page.locator("#pl-use-template").click()
     expect(page.locator("#pipeline-graph .sage-node")).to_have_count(8)
     expect(page.locator("#pipeline-graph .sage-edge")).to_have_count(8)
-    # What each tab's own load event (run when the tab opens) paints: the picture is taken once it is there.
+    # What each tab's own load event (run when the tab opens) paints, and what the API says it should show: the
+    # picture is taken once it is there.
     checks = {
-        "Chat": ('#chat-bot [data-testid="bot"]', None),
-        "Pipelines": ("#pl-operator input", None),
-        "Fine-tune": ("#ft-task-status .sage-notice", None),  # the periodic refresh filled table, log and plot
-        "Models": ("#models-available .sage-card", None),
-        "Memory": ("#memory-stats .sage-bar", None),
-        "System": ("#system-resources .sage-card", None),
+        "Chat": [('#chat-bot [data-testid="bot"]', None)],
+        "Pipelines": [("#pl-operator input", None)],
+        # The periodic refresh filled table, log and plot.
+        "Fine-tune": [("#ft-task-status .sage-notice", None), ("#ft-recommendation", "LoRA r")],
+        "Models": [("#models-current", current), ("#models-available .sage-card.sage-active", current)],
+        "Memory": [("#memory-summary", f"Backend {backend}"), ("#memory-stats", "What is SAGE Studio?"),
+                   ("#memory-stats .sage-bar", None)],
+        "System": [("#system-resources .sage-card", "CPUs"), ("#system-nodes-panel", node_ip),
+                   ("#system-health", ui_studio.gateway_url)],
     }
     for name in TABS:
         studio_page.tab(name)
-        selector, text = checks[name]
-        expect(page.locator(selector).first).to_be_visible()
-        if text:
-            expect(page.locator(selector).first).to_contain_text(text)
+        for selector, text in checks[name]:
+            expect(page.locator(selector).first).to_be_visible()
+            if text:
+                expect(page.locator(selector).first).to_contain_text(text)
         assert studio_page.screenshot(f"ui-{name.lower()}").stat().st_size > 10_000
     expect(page.locator("#system-dashboard a")).to_have_attribute("href", ui_studio.dashboard_url)
     assert studio_page.console_errors == []

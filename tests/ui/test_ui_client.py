@@ -4,7 +4,10 @@ kind of failure turned into one readable ``ApiError``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -90,7 +93,7 @@ def test_unreachable_studio_is_a_readable_error():
         StudioClient("localhost:8000")
 
 
-def test_pipeline_calls(client):
+def test_pipeline_calls(client, tmp_path):
     pipeline = {"name": "UI client check", "nodes": [
         {"id": "q", "type": "text_input", "config": {}},
         {"id": "t", "type": "text_template", "config": {"template": "Q: $text"}},
@@ -109,5 +112,16 @@ def test_pipeline_calls(client):
     palette, result, saved, exported, script, imported = run(scenario())
     assert {"text_input", "generator", "retriever"} <= {op["type"] for op in palette}
     assert result["status"] == "ok" and result["result"] == {"t": "Q: hello"}
-    assert '"sage-studio-pipeline"' in exported and "import" in script
-    assert imported["id"] != saved["id"] and len(imported["nodes"]) == 2
+    exported_file = json.loads(exported)
+    assert exported_file["format"] == "sage-studio-pipeline"
+    assert [(n["id"], n["type"]) for n in exported_file["pipeline"]["nodes"]] == [("q", "text_input"),
+                                                                                  ("t", "text_template")]
+    # The Python export is the whole script: run on its own, it gives what the online run gave.
+    (tmp_path / "pipeline.py").write_text(script)
+    ran = subprocess.run([sys.executable, str(tmp_path / "pipeline.py"), "--input", "hello"], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"t": "Q: hello"}
+    assert imported["id"] != saved["id"] and imported["name"] == "UI client check"
+    assert [(n["id"], n["type"], n["config"]) for n in imported["nodes"]] == [
+        ("q", "text_input", {}), ("t", "text_template", {"template": "Q: $text"})]

@@ -34,7 +34,7 @@ def keyed_ui(studio, tmp_path_factory):
     serve.delete("uilogin")
 
 
-def test_login_with_the_key_opens_the_studio(studio_page, keyed_ui):
+def test_login_with_the_key_opens_the_studio(studio_page, keyed_ui, studio):
     url, key = keyed_ui
     page = studio_page.page
     page.goto(url)
@@ -52,6 +52,10 @@ def test_login_with_the_key_opens_the_studio(studio_page, keyed_ui):
     password.fill(key)
     page.get_by_role("button", name="Login").click()
     page.get_by_role("tab", name="Chat").wait_for(timeout=90_000)
-    page.locator("#chat-send").wait_for()
+    # The page's load event has filled the conversations (or said there are none) and the model picker, from
+    # the gateway, through the UI's server-side client.
+    expect(page.locator("#chat-sessions label, #chat-status .sage-notice").first).to_be_visible(timeout=90_000)
+    page.locator("#chat-model input").click()
+    expect(page.locator("#chat-model").get_by_role("option", name=studio.model, exact=True)).to_be_visible()
     studio_page.screenshot("ui-after-login")
     assert key not in page.content()
