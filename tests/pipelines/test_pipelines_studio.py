@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,14 +60,40 @@ def wait_for_job(http, job_id: str, limit_s: float = 240) -> tuple[dict, list[in
     raise AssertionError(f"batch job {job_id} did not finish in {limit_s} s: {job}")
 
 
-def test_online_run_in_the_gateway_and_the_python_export_give_the_same_result(http, studio, tmp_path):
+def asked_the_model(http, tokenizer, online: dict) -> None:
+    """The generator sent the promptor's messages (the question and the passage found) to the studio's model, and
+    its output is that model's answer to them."""
+    prompt = online["nodes"]["promptor"]["output"]
+    passage = online["nodes"]["retriever"]["output"][0]["text"]
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert passage[:300] in prompt[1]["content"] and prompt[1]["content"].endswith(
+        f"Question: {online['nodes']['question']['output']}\nAnswer:")
+    generator = online["nodes"]["generator"]
+    used = re.search(r"(\d+) prompt \+ (\d+) completion tokens", " ".join(generator["logs"]))
+    assert used, generator["logs"]
+    template = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert int(used.group(1)) == len(template), "the model got exactly those messages"
+    direct = http.post("/v1/chat/completions", json={"model": "sage-default", "messages": prompt, "max_tokens": 12,
+                                                     "temperature": 0}).json()  # the generator's defaults
+    assert generator["output"] == direct["choices"][0]["message"]["content"]
+    assert int(used.group(2)) == direct["usage"]["completion_tokens"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_online_run_in_the_gateway_and_the_python_export_give_the_same_result(http, studio, tmp_path, tokenizer):
     pid = http.post("/api/pipelines", json=bm25_qa(with_generator=True)).json()["id"]
     online = http.post(f"/api/pipelines/{pid}/run", json={"input": QUESTION}).json()
     assert online["status"] == "ok", online["error"]
     assert "The default port is 8000" in online["nodes"]["retriever"]["output"][0]["text"]
-    generator = online["nodes"]["generator"]
-    assert isinstance(generator["output"], str) and any("completion tokens" in line for line in generator["logs"])
+    asked_the_model(http, tokenizer, online)
     assert set(online["result"]) == {"recall", "answer"} and online["result"]["recall"]["value"] == 1.0
+    assert online["result"]["answer"] == online["nodes"]["generator"]["output"]  # the print sink passes it on
 
     script = tmp_path / "qa.py"
     script.write_text(http.get(f"/api/pipelines/{pid}/python").text)
@@ -98,14 +125,20 @@ def test_batch_of_1000_rows_on_ray_data_reports_bad_rows_and_goes_on(http, tmp_p
     assert http.get(f"/api/pipelines/{pid}/batches").json()[0]["job_id"] == job["job_id"]
 
 
-def test_batch_workers_reach_the_llm_and_csv_input_works(http):
+def test_batch_workers_reach_the_llm_and_csv_input_works(http, tokenizer):
     pid = http.post("/api/pipelines", json=bm25_qa(with_generator=True)).json()["id"]
-    csv_text = "question,answer\n" + "".join(f"What is the default port? {i},8000\n" for i in range(4))
+    inputs = [{"question": f"What is the default port? {i}", "answer": "8000"} for i in range(4)]
+    csv_text = "question,answer\n" + "".join(f"{row['question']},{row['answer']}\n" for row in inputs)
     started = http.post(f"/api/pipelines/{pid}/batch", files={"file": ("q.csv", csv_text.encode(), "text/csv")})
     job, _ = wait_for_job(http, started.json()["job_id"])
     assert (job["status"], job["done"], job["failed"]) == ("completed", 4, 0), job
     rows = [json.loads(line) for line in http.get(f"/api/pipelines/batches/{job['job_id']}/output").text.splitlines()]
-    assert all(isinstance(r["output"]["answer"], str) for r in rows)
+    # Each row's result is what an online run of that row gives: the CSV row reached the pipeline, the model asked.
+    for row in sorted(rows, key=lambda r: r["row"]):
+        online = http.post(f"/api/pipelines/{pid}/run", json={"input": inputs[row["row"] - 1]}).json()
+        assert online["status"] == "ok", online["error"]
+        asked_the_model(http, tokenizer, online)
+        assert row["output"] == online["result"]
 
 
 def test_chat_with_memory_template_records_the_turn_in_the_session(http):
