@@ -10,28 +10,45 @@ import openai
 import pytest
 
 
+# The tiny random model answers every chat prompt greedily with the same run of newlines, so two greedy answers
+# being equal proves little. Sampling with a seed gives text that depends on the prompt and the seed and is
+# reproducible: the comparisons below use it.
+SAMPLED = {"temperature": 1.0, "seed": 7}
+
+
 @pytest.fixture(scope="module")
 def client(studio) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{studio.base_url}/v1", api_key="unused", max_retries=0)
 
 
-def test_chat_completion_non_stream(client, studio):
-    reply = client.chat.completions.create(
-        model=studio.model, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0
-    )
+def chat(studio, body: dict) -> dict:
+    """A non-streamed chat answer's JSON."""
+    resp = httpx.post(f"{studio.base_url}/v1/chat/completions", json=body, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_chat_completion_non_stream(client, studio, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    messages = [{"role": "user", "content": "Hello"}]
+    reply = client.chat.completions.create(model=studio.model, messages=messages, max_tokens=8, temperature=0)
     assert reply.model == studio.model
-    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert 0 < reply.usage.completion_tokens <= 8
-    assert reply.usage.prompt_tokens > 3
+    # The messages reached the engine through the model's own chat template, token for token.
+    template = AutoTokenizer.from_pretrained(tiny_model_dir).apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert reply.usage.prompt_tokens == len(template)
 
 
 def test_sage_default_alias_means_the_current_model(client, studio):
-    reply = client.chat.completions.create(
-        model="sage-default", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0
-    )
+    ask = dict(messages=[{"role": "user", "content": "Hi"}], max_tokens=8, **SAMPLED)
+    reply = client.chat.completions.create(model="sage-default", **ask)
     assert reply.model == studio.model
-    assert reply.usage.completion_tokens > 0
+    assert reply.choices[0].message.content == client.chat.completions.create(model=studio.model, **ask) \
+        .choices[0].message.content
 
 
 def test_models_lists_alias_and_real_name(client, studio):
@@ -41,8 +58,8 @@ def test_models_lists_alias_and_real_name(client, studio):
 
 
 def test_stream_yields_several_chunks_then_done(studio):
-    body = {"model": studio.model, "messages": [{"role": "user", "content": "Tell me"}], "max_tokens": 16,
-            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    ask = {"model": studio.model, "messages": [{"role": "user", "content": "Tell me"}], "max_tokens": 16, **SAMPLED}
+    body = ask | {"stream": True, "stream_options": {"include_usage": True}}
     events = []
     with httpx.stream("POST", f"{studio.base_url}/v1/chat/completions", json=body, timeout=60) as resp:
         assert resp.status_code == 200
@@ -55,30 +72,49 @@ def test_stream_yields_several_chunks_then_done(studio):
     texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
     assert len([t for t in texts if t]) >= 4, "tokens must arrive as several chunks, not one block"
     assert chunks[-1]["usage"]["completion_tokens"] == 16
+    # The same request not streamed: the same text, token for token, and the same counts.
+    plain = chat(studio, ask)
+    assert "".join(t or "" for t in texts) == plain["choices"][0]["message"]["content"]
+    assert plain["choices"][0]["message"]["content"].strip(), "a sampled answer is more than whitespace"
+    assert chunks[-1]["usage"] == plain["usage"]
 
 
 def test_stream_with_official_client(client, studio):
-    stream = client.chat.completions.create(
-        model=studio.model, messages=[{"role": "user", "content": "Go"}], max_tokens=8, stream=True
-    )
+    ask = dict(model=studio.model, messages=[{"role": "user", "content": "Go"}], max_tokens=8, **SAMPLED)
+    stream = client.chat.completions.create(stream=True, **ask)
     pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert len(pieces) >= 2
+    assert "".join(pieces) == client.chat.completions.create(**ask).choices[0].message.content
+
+
+def streamed_completion(client, **ask) -> tuple[list, str]:
+    chunks = list(client.completions.create(stream=True, stream_options={"include_usage": True}, **ask))
+    return chunks, "".join(c.choices[0].text for c in chunks if c.choices)
 
 
 def test_completions(client, studio):
-    out = client.completions.create(model=studio.model, prompt="Once upon a time", max_tokens=6, temperature=0)
-    assert out.choices[0].text
-    assert out.usage.completion_tokens == 6
-    streamed = list(client.completions.create(model=studio.model, prompt="Once", max_tokens=6, temperature=0,
-                                              stream=True, stream_options={"include_usage": True}))
-    assert len([c for c in streamed if c.choices and c.choices[0].text]) >= 2
+    greedy = dict(model=studio.model, prompt="Once", max_tokens=6, temperature=0)
+    streamed, text = streamed_completion(client, **greedy)
+    assert len([c for c in streamed if c.choices and c.choices[0].text]) >= 2, "several chunks, not one block"
     assert streamed[-1].usage.completion_tokens == 6
+    assert text == client.completions.create(**greedy).choices[0].text
+    # Sampled (a token may then be part of a character, so a chunk can be empty): streamed or not, the same text.
+    ask = dict(model=studio.model, prompt="Once upon a time", max_tokens=6, **SAMPLED)
+    out = client.completions.create(**ask)
+    assert out.choices[0].text.strip() and out.usage.completion_tokens == 6
+    assert streamed_completion(client, **ask)[1] == out.choices[0].text
+    assert client.completions.create(**(ask | {"prompt": "Far away"})).choices[0].text != out.choices[0].text, \
+        "the prompt decides the answer"
 
 
-def test_same_seed_same_answer(client, studio):
-    ask = dict(model=studio.model, messages=[{"role": "user", "content": "x"}], max_tokens=6, temperature=1.0, seed=7)
-    assert client.chat.completions.create(**ask).choices[0].message.content == \
-        client.chat.completions.create(**ask).choices[0].message.content
+def test_the_seed_decides_a_sampled_answer(client, studio):
+    def answer(seed: int) -> str:
+        return client.chat.completions.create(model=studio.model, messages=[{"role": "user", "content": "x"}],
+                                              max_tokens=6, temperature=1.0, seed=seed).choices[0].message.content
+
+    assert answer(7) == answer(7)
+    # Not a constant: other seeds sample other answers (a seed that were ignored would give one answer per prompt).
+    assert len({answer(seed) for seed in range(1, 6)}) >= 3
 
 
 @pytest.mark.parametrize(
@@ -118,23 +154,32 @@ def test_official_client_raises_not_found(client):
 
 
 def test_16_concurrent_streams_complete(studio):
-    async def one(http: httpx.AsyncClient, i: int) -> int:
-        body = {"model": studio.model, "messages": [{"role": "user", "content": f"stream {i}"}],
-                "max_tokens": 24, "stream": True}
-        got, done = 0, False
-        async with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+    def ask(i: int) -> dict:
+        return {"model": studio.model, "messages": [{"role": "user", "content": f"stream {i}"}], "max_tokens": 24,
+                "temperature": 1.0, "seed": i}
+
+    # Each stream must carry its own request's answer: what it gets alone, not a neighbour's tokens.
+    alone = [chat(studio, ask(i))["choices"][0]["message"]["content"] for i in range(16)]
+    assert len(set(alone)) >= 12, "seeds that mostly differ, so a mix-up would show"
+
+    async def one(http: httpx.AsyncClient, i: int) -> tuple[int, str]:
+        got, done, text = 0, False, []
+        async with http.stream("POST", "/v1/chat/completions", json=ask(i) | {"stream": True}) as resp:
             assert resp.status_code == 200
             async for line in resp.aiter_lines():
                 if line == "data: [DONE]":
                     done = True
                 elif line.startswith("data: "):
                     got += 1
+                    chunk = json.loads(line[len("data: "):])
+                    text += [c["delta"].get("content") or "" for c in chunk["choices"]]
         assert done
-        return got
+        return got, "".join(text)
 
     async def main():
         async with httpx.AsyncClient(base_url=studio.base_url, timeout=120) as http:
             return await asyncio.gather(*(one(http, i) for i in range(16)))
 
-    counts = asyncio.run(main())
-    assert len(counts) == 16 and all(c >= 3 for c in counts)
+    results = asyncio.run(main())
+    assert len(results) == 16 and all(count >= 3 for count, _ in results)
+    assert [text for _, text in results] == alone

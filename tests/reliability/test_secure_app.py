@@ -69,9 +69,12 @@ def test_ui_client_and_openai_client_use_the_key(secure_app, studio):
     assert refused.value.status == 401 and "API key" in refused.value.message
 
     client = openai.OpenAI(base_url=f"{secure_app.url}/v1", api_key=secure_app.key, max_retries=0)
-    reply = client.chat.completions.create(model=studio.model, max_tokens=4,
-                                           messages=[{"role": "user", "content": "hi"}])
-    assert reply.usage.completion_tokens > 0
+    ask = dict(model=studio.model, max_tokens=4, temperature=1.0, seed=5, messages=[{"role": "user", "content": "hi"}])
+    reply = client.chat.completions.create(**ask)
+    # The keyed app's remote is the shared studio: its answer to the same (seeded) request comes back unchanged.
+    direct = openai.OpenAI(base_url=f"{studio.base_url}/v1", api_key="unused", max_retries=0)
+    assert reply.choices[0].message.content == direct.chat.completions.create(**ask).choices[0].message.content
+    assert reply.usage.completion_tokens == 4
     wrong = openai.OpenAI(base_url=f"{secure_app.url}/v1", api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.models.list()
