@@ -21,7 +21,7 @@ import ray
 from deployments.config import engine_deployment_name
 from reliability_helpers import report, wait_for
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+pytestmark = pytest.mark.reliability
 
 CLIENTS = 4  # one of them streams
 CLIENT_TIMEOUT_S = 150  # far above the gateway's 60 s first-output timeout: hitting it means a hang

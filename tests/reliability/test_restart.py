@@ -22,7 +22,7 @@ from deployments.app import build_studio_app
 from deployments.config import RemoteConfig, StudioConfig
 from reliability_helpers import report, wait_for
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+pytestmark = pytest.mark.reliability
 
 APP, PREFIX = "durable", "/durable"
 ROWS = b"".join(b'{"instruction": "Say %d", "output": "%d"}\n' % (i, i) for i in range(12))
