@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deployments.engines.base import EngineUnavailableError
 from deployments.model_router import EngineBusyError, EngineDownError, ModelNotFoundError
 from sage_studio import model_store
+from sage_studio.errors import StudioError
 
 logger = logging.getLogger("ray.serve")
 
@@ -25,15 +26,6 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: 
                 422: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
 # Seconds a client should wait before retrying after an engine replica died: Serve restarts it in about that.
 ENGINE_RESTART_RETRY_S = 15
-
-
-class StudioError(Exception):
-    """A request the studio cannot carry out, with the HTTP status and the sentence the caller should see."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:

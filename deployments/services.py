@@ -11,7 +11,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 
@@ -86,65 +87,31 @@ def get_services(request: Request) -> StudioServices:
     return request.app.state.services
 
 
-def _missing(what: str, services: StudioServices, key: str, default: str) -> HTTPException:
-    why = services.unavailable.get(key, default)
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"{what} is unavailable: {why}.")
+def _required(field: str, what: str, why_missing: str, key: str | None = None) -> Callable[[Request], Any]:
+    """A dependency that hands a route ``services.<field>``, or answers 503 saying why it is not there."""
+
+    def dependency(request: Request) -> Any:
+        services = get_services(request)
+        value = getattr(services, field)
+        if value is None:
+            why = services.unavailable.get(key or field, why_missing)
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"{what} is unavailable: {why}.")
+        return value
+
+    dependency.__name__ = f"get_{field}"
+    return dependency
 
 
-def get_model_router(request: Request) -> ModelRouter:
-    services = get_services(request)
-    if services.model_router is None:
-        raise _missing("Chat", services, "model_router", "this gateway serves no models")
-    return services.model_router
-
-
-def get_memory(request: Request) -> ChatMemory:
-    services = get_services(request)
-    if services.memory is None:
-        raise _missing("The session store", services, "memory", "it is not started")
-    return services.memory
-
-
-def get_finetune_store(request: Request) -> FinetuneStore:
-    services = get_services(request)
-    if services.finetune_store is None:
-        raise _missing("The fine-tune store", services, "finetune", "it is not started")
-    return services.finetune_store
-
-
-def get_datasets(request: Request) -> DatasetService:
-    services = get_services(request)
-    if services.datasets is None:
-        raise _missing("The dataset store", services, "finetune", "it is not started")
-    return services.datasets
-
-
-def get_jobs(request: Request) -> JobManager:
-    services = get_services(request)
-    if services.jobs is None:
-        raise _missing("Fine-tuning", services, "jobs", "it is not started")
-    return services.jobs
-
-
-def get_pipelines(request: Request) -> PipelineService:
-    services = get_services(request)
-    if services.pipelines is None:
-        raise _missing("Pipelines", services, "pipelines", "they are not started")
-    return services.pipelines
-
-
-def get_switch(request: Request) -> ModelSwitch:
-    services = get_services(request)
-    if services.switch is None:
-        raise _missing("Model switching", services, "switch", "this gateway is not running inside Ray Serve")
-    return services.switch
-
+get_pipelines = _required("pipelines", "Pipelines", "they are not started")
 
 Services = Annotated[StudioServices, Depends(get_services)]
-Models = Annotated[ModelRouter, Depends(get_model_router)]
-Memory = Annotated[ChatMemory, Depends(get_memory)]
-Store = Annotated[FinetuneStore, Depends(get_finetune_store)]
-Datasets = Annotated[DatasetService, Depends(get_datasets)]
-Jobs = Annotated[JobManager, Depends(get_jobs)]
+Models = Annotated[ModelRouter, Depends(_required("model_router", "Chat", "this gateway serves no models"))]
+Memory = Annotated[ChatMemory, Depends(_required("memory", "The session store", "it is not started"))]
+Store = Annotated[FinetuneStore, Depends(_required("finetune_store", "The fine-tune store", "it is not started",
+                                                   "finetune"))]
+Datasets = Annotated[DatasetService, Depends(_required("datasets", "The dataset store", "it is not started",
+                                                       "finetune"))]
+Jobs = Annotated[JobManager, Depends(_required("jobs", "Fine-tuning", "it is not started"))]
 Pipelines = Annotated[PipelineService, Depends(get_pipelines)]
-Switch = Annotated[ModelSwitch, Depends(get_switch)]
+Switch = Annotated[ModelSwitch, Depends(_required("switch", "Model switching",
+                                                  "this gateway is not running inside Ray Serve"))]

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import ijson
 
+from sage_studio.errors import StudioError
 from train.store import DatasetRecord, FinetuneStore, new_id
 from train.validation import DEFAULT_MAX_ROW_BYTES, ValidationReport, validate_dataset
 
@@ -24,13 +25,8 @@ COPY_CHUNK = 1 << 20
 DEFAULT_MAX_UPLOAD_MB = 512
 
 
-class DatasetError(Exception):
+class DatasetError(StudioError):
     """An upload the studio refuses, with the HTTP status to answer and a message for the person who sent it."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def max_upload_bytes() -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sage_studio.errors import StudioError
 from sage_studio.files import atomic_write
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train import autoscale, task_folder
@@ -37,13 +38,8 @@ JOB_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_USAGE_STATS_
 SUBMIT_RETRY_S = 300.0
 
 
-class FinetuneError(Exception):
+class FinetuneError(StudioError):
     """A request the manager refuses, with the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class FinetuneRequest(BaseModel):

@@ -13,7 +13,6 @@ from starlette.datastructures import UploadFile
 from deployments.services import Datasets, Store
 from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
-from train.datasets import DatasetError
 from train.store import ACTIVE_STATES, DatasetRecord
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
@@ -70,13 +69,9 @@ async def upload(request: Request, service: Datasets) -> DatasetRecord:
         max_length = _max_length(form.get("max_length") or 1024)
         model_path = await run_in_threadpool(resolve_model_path, model)
         name = form.get("name")
-        try:
-            return await run_in_threadpool(
-                service.create, file.file, file.filename, str(name) if name else None, str(model_path), model,
-                max_length,
-            )
-        except DatasetError as exc:
-            raise HTTPException(exc.status, detail=exc.message) from None
+        return await run_in_threadpool(
+            service.create, file.file, file.filename, str(name) if name else None, str(model_path), model, max_length,
+        )
     finally:
         await form.close()
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from deployments.services import Datasets, Jobs, Store
 from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
-from train.datasets import DatasetError, write_docs_sample
-from train.jobs import FinetuneError, FinetuneRequest, JobManager
+from train.datasets import write_docs_sample
+from train.jobs import FinetuneRequest, JobManager
 from train.store import FINAL_STATES, DatasetRecord, FinetuneStore, TaskRecord
 
 router = APIRouter(prefix="/api/finetune", tags=["finetune"])
@@ -27,10 +27,6 @@ def _task(store: FinetuneStore, task_id: str) -> TaskRecord:
     if task is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No fine-tune task '{task_id}'.")
     return task
-
-
-def _finetune_error(exc: FinetuneError) -> HTTPException:
-    return HTTPException(exc.status, detail=exc.message)
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, response_model=TaskRecord)
@@ -44,10 +40,7 @@ async def create(body: FinetuneRequest, manager: Jobs, store: Store) -> TaskReco
                             detail=f"Dataset {dataset.id} has {dataset.rows_valid} valid rows, fewer than the "
                                    f"{body.num_workers} workers.")
     model_path = await run_in_threadpool(resolve_model_path, body.model)
-    try:
-        return await run_in_threadpool(manager.create, body, dataset, model_path)
-    except FinetuneError as exc:
-        raise _finetune_error(exc) from None
+    return await run_in_threadpool(manager.create, body, dataset, model_path)
 
 
 @router.get("/tasks", response_model=list[TaskRecord])
@@ -105,19 +98,13 @@ async def _follow_logs(store: FinetuneStore, manager: JobManager, task_id: str) 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskRecord)
 async def cancel(task_id: str, manager: Jobs) -> TaskRecord:
     """Cancel a task in any state before it ends (queued ones leave the queue, running ones stop their job)."""
-    try:
-        return await run_in_threadpool(manager.cancel, task_id)
-    except FinetuneError as exc:
-        raise _finetune_error(exc) from None
+    return await run_in_threadpool(manager.cancel, task_id)
 
 
 @router.delete("/tasks/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(task_id: str, manager: Jobs) -> None:
     """Delete a finished task and its outputs (adapter, logs, metrics)."""
-    try:
-        await run_in_threadpool(manager.delete, task_id)
-    except FinetuneError as exc:
-        raise _finetune_error(exc) from None
+    await run_in_threadpool(manager.delete, task_id)
 
 
 class DocsDatasetRequest(BaseModel):
@@ -142,7 +129,4 @@ async def prepare_docs_dataset(store: Store, service: Datasets,
             return service.create(tmp, "sage-docs.jsonl", f"SAGE Studio docs ({body.format})", str(model_path),
                                   body.model, body.max_length)
 
-    try:
-        return await run_in_threadpool(build)
-    except DatasetError as exc:
-        raise HTTPException(exc.status, detail=exc.message) from None
+    return await run_in_threadpool(build)
