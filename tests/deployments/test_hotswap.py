@@ -178,6 +178,7 @@ def test_bad_switches_are_refused_and_the_old_model_keeps_serving(swap_url, stor
     assert ask(swap_url, stream=False)[0] == before
 
 
+@pytest.mark.slow  # merging the adapter and loading merged weights: over a minute here
 def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_model_dir):
     """A fine-tune served as merged weights: the engine loads them beside the base, traffic moves, the base retires."""
     assert httpx.post(f"{swap_url}/api/finetune/switch-model", json={"model": "tiny-llama"}, timeout=300).status_code == 200
@@ -199,6 +200,7 @@ def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_mod
     assert all(r[3] == "tiny-llama" and r[4] == base_text for r in traffic.after(back))
 
 
+@pytest.mark.slow  # merging the adapter and loading merged weights: over a minute here
 def test_merged_finetune_replaces_the_base_and_persists(swap_url, store, tiny_model_dir):
     from deployments.model_switch import serving_state_for
     from deployments.serving_state import load_state
