@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,16 +78,18 @@ async def http_stream(client: httpx.AsyncClient, model: str, prompt: str, max_to
 
 
 async def engine_stream(engine, prompt: str, max_tokens: int) -> tuple[float, int]:
-    from deployments.engines.base import GenerationRequest
+    from deployments.engines.base import OpenAIRequest
 
-    request = GenerationRequest(request_id=uuid.uuid4().hex, messages=[{"role": "user", "content": prompt}],
-                                max_tokens=max_tokens, temperature=0)
+    body = {"model": "bench", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
     start, ttft, tokens = time.perf_counter(), None, 0
-    async for chunk in engine.generate(request):
-        if ttft is None and chunk.text:
-            ttft = time.perf_counter() - start
-        if chunk.finish_reason:
-            tokens = chunk.completion_tokens
+    async for event in engine.openai(OpenAIRequest(api="chat", body=body)):
+        if event.startswith("data: {"):
+            chunk = json.loads(event[6:])
+            if ttft is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
     return ttft or 0.0, tokens
 
 
@@ -126,30 +127,17 @@ def bench_model(model_path: str):
     return ModelConfig(name="bench", source=model_path, engine="vllm", max_model_len=2048, max_ongoing_requests=16)
 
 
-def server_flags(engine_args: dict) -> list[str]:
-    """``AsyncEngineArgs`` fields as vLLM's server flags (``max_model_len`` → ``--max-model-len``; True → a bare
-    flag; False and None → left at the server's default, which is the same)."""
-    flags = []
-    for name, value in engine_args.items():
-        if value is None or value is False:
-            continue
-        flags.append("--" + name.replace("_", "-"))
-        if value is not True:
-            flags.append(str(value))
-    return flags
-
-
 @contextlib.contextmanager
 def vllm_server(model_path: str, log_dir: str):
     """vLLM's own OpenAI server on the engine arguments the studio's engine runs with (dtype "auto" = float32 on
     CPUs without native bf16; LoRA on, which costs every decoding step something even when no adapter is asked
     for)."""
-    from deployments.engines.vllm_engine import cpu_env, engine_args
+    from deployments.engines.vllm_engine import cpu_env, server_flags
 
     model = bench_model(model_path)
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--port", str(port), "--host", "127.0.0.1",
-           *server_flags(engine_args(model, model_path))]
+           *server_flags(model, model_path)]
     with open(Path(log_dir) / "vllm_server.log", "w") as log:
         proc = subprocess.Popen(cmd, env=os.environ | cpu_env(model), stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -173,7 +161,8 @@ def studio_gateway(model_path: str):
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_studio_app(StudioConfig(models=[bench_model(model_path)], remote=None)), name="studio",
+        serve.run(build_studio_app(StudioConfig(models=[bench_model(model_path)], remote=None, embedding_models=[])),
+                  name="studio",
                   route_prefix="/")
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -144,7 +144,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     model = ModelConfig(name="base", source=str(base), engine="vllm", max_model_len=1024, cpu_kvcache_gib=1)
     app = {"name": "studio", "route_prefix": "/", "import_path": "deployments.app:build_app",
-           "args": StudioConfig(models=[model], remote=None).model_dump(mode="json")}
+           "args": StudioConfig(models=[model], remote=None, embedding_models=[]).model_dump(mode="json")}
     client.deploy_applications({"applications": [app]})
     wait_running(client, "studio")
     rows = []

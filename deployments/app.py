@@ -10,7 +10,8 @@ from typing import Any
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
-from deployments.config import ModelConfig, StudioConfig, engine_deployment_name
+from deployments.config import ModelConfig, StudioConfig, embedding_deployment_name, engine_deployment_name
+from deployments.embedding_deployment import EmbeddingDeployment
 from deployments.engine_deployment import LLMDeployment
 from deployments.engines.vllm_engine import cpu_env
 from deployments.gateway import Gateway
@@ -68,6 +69,8 @@ def _engine_app(model: ModelConfig, config: StudioConfig, state: ServingState) -
 def build_studio_app(config: StudioConfig) -> Application:
     state = serving_state_for(config)
     engines = {model.name: _engine_app(model, config, state) for model in config.models}
+    embedders = {name: EmbeddingDeployment.options(name=embedding_deployment_name(name)).bind(name)
+                 for name in config.embedding_models}
     gateway = Gateway.options(
         user_config=state.gateway_user_config(),
         num_replicas=config.gateway.num_replicas,
@@ -75,7 +78,7 @@ def build_studio_app(config: StudioConfig) -> Application:
         ray_actor_options={"num_cpus": 0,
                            "runtime_env": {"env_vars": _app_env_vars() | {"SAGE_HOME": config.sage_home}}},
     )
-    return gateway.bind(config.model_dump(), engines)
+    return gateway.bind(config.model_dump(), engines, embedders)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

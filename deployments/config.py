@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from sage_studio.memory.config import MemoryConfig
+from sage_studio.memory.config import DEFAULT_EMBEDDING_MODEL, MemoryConfig
 from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_settings
 
 EngineKind = Literal["auto", "vllm", "transformers", "remote"]
@@ -19,12 +20,23 @@ CPU_MAX_ONGOING, CPU_MAX_QUEUED, RETRY_AFTER_S = 8, 8, 5.0
 GPU_MAX_ONGOING, GPU_MAX_QUEUED = 64, 128
 
 
+# The chat template's turn markers → the vLLM tool-call parser of that model family.
+TOOL_PARSERS_BY_TEMPLATE = (("<|im_start|>", "hermes"), ("<|start_header_id|>", "llama3_json"), ("[INST]", "mistral"))
+
 # Serve deployment names: the builder, the hot swap and `sage studio status` all find deployments by them.
 GATEWAY_NAME = "Gateway"
 
 
 def engine_deployment_name(model_name: str) -> str:
-    return "LLM-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
+    return "LLM-" + _safe(model_name)
+
+
+def embedding_deployment_name(model_name: str) -> str:
+    return "Embed-" + _safe(Path(model_name).name)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 class AutoscalingConfig(BaseModel):
@@ -103,6 +115,13 @@ class ModelConfig(BaseModel):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica bounds.")
     enforce_eager: bool = Field(True, description="Skip graph capture: much faster start-up on CPU.")
     seed: int = Field(0, description="Engine seed.")
+    tool_call_parser: str | None = Field(
+        "auto",
+        description="vLLM's tool-call parser for this model (--tool-call-parser): it turns the model's tool-call text "
+        "into tool_calls and enables tool_choice auto, required and named. 'auto': picked from the chat template's "
+        "format (ChatML, e.g. SmolLM2, Qwen2.5, Hermes: 'hermes'; Llama 3: 'llama3_json'; Mistral: 'mistral'); "
+        "None: no tool calling.",
+    )
 
     @field_validator("max_queued_requests")
     @classmethod
@@ -110,6 +129,20 @@ class ModelConfig(BaseModel):
         if value == 0:
             raise ValueError("max_queued_requests must be -1 (no limit) or at least 1")
         return value
+
+    def resolved_tool_call_parser(self, model_path: str) -> str | None:
+        """The tool-call parser for the checkpoint at ``model_path`` (``tool_call_parser`` 'auto' resolved)."""
+        if self.tool_call_parser != "auto":
+            return self.tool_call_parser
+        template = ""
+        for name in ("chat_template.jinja", "tokenizer_config.json"):
+            path = Path(model_path) / name
+            if path.is_file():
+                template += path.read_text(encoding="utf-8", errors="replace")
+        for marker, parser in TOOL_PARSERS_BY_TEMPLATE:
+            if marker in template:
+                return parser
+        return None
 
     def serve_limits(self) -> tuple[int, int]:
         """(max_ongoing_requests, max_queued_requests) of the engine deployment, the unset ones by device."""
@@ -191,6 +224,11 @@ class StudioConfig(BaseModel):
     )
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="Ingress settings.")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Chat memory backend.")
+    embedding_models: list[str] = Field(
+        default_factory=lambda: [DEFAULT_EMBEDDING_MODEL],
+        description="Sentence-embedding models served at /v1/embeddings, one small deployment each: a packaged name "
+        f"('{DEFAULT_EMBEDDING_MODEL}', the embedder of the vdb memory) or a sentence-transformers folder. Empty: none.",
+    )
     sage_home: str = Field(
         default_factory=lambda: str(get_settings().sage_home), description="Data folder every replica uses."
     )

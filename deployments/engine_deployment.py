@@ -16,12 +16,7 @@ from ray import serve
 from deployments.config import ModelConfig, RemoteConfig
 from deployments.engine_weights import WeightSet, WeightsNotLoadedError
 from deployments.engines import create_engine
-from deployments.engines.base import (
-    EngineInfo,
-    EngineUnavailableError,
-    GenerationChunk,
-    GenerationRequest,
-)
+from deployments.engines.base import EngineInfo, EngineUnavailableError, OpenAIOutput, OpenAIRequest
 from deployments.serving_state import load_state
 
 logger = logging.getLogger("ray.serve")
@@ -58,10 +53,11 @@ class LLMDeployment:
             return None
         return state.merged[name].weights(name)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
+        """An OpenAI API call on the weights it names: one ``OpenAIResponse``, or the SSE events of a stream."""
         async with self.weights.use(request.weights, request.weights_version) as engine:
-            async for chunk in engine.generate(request):
-                yield chunk
+            async for item in engine.openai(request):
+                yield item
 
     async def info(self) -> EngineInfo:
         engine = self.weights.any_engine()

@@ -5,7 +5,7 @@ routing while its ``reconfigure`` runs, so a reconfigure that loaded a model wou
 load. Instead ``want`` only schedules: a new set of weights loads in the background beside the ones serving now, and
 weights no longer wanted retire — they keep answering the requests already routed to them and are shut down once
 idle for ``grace_s``. The gateway switches its traffic only after the new weights report ready (see
-``deployments/routers/models.py``), so no request waits for a load.
+``deployments/model_switch.py``), so no request waits for a load.
 
 Weights are named by a spec: ``None`` for the base model of the deployment's config, or
 ``{"name", "path", "version"}`` for a merged checkpoint; a new version under the same name is a new engine.
@@ -24,8 +24,9 @@ from deployments.config import ModelConfig
 from deployments.engines.base import (
     AdapterNotFoundError,
     EngineUnavailableError,
-    GenerationRequest,
     LLMEngine,
+    OpenAIRequest,
+    OpenAIResponse,
 )
 
 logger = logging.getLogger("ray.serve")
@@ -76,8 +77,10 @@ class WeightSet:
     def _config_for(self, spec: dict | None) -> ModelConfig:
         if spec is None:
             return self.config
-        # The merged weights are a plain model: no LoRA slots (they would only cost memory), no base adapters.
-        return self.config.model_copy(update={"source": spec["path"], "enable_lora": False, "adapters": {}})
+        # The merged weights are a plain model served under the fine-tune's name: no LoRA slots (they would only
+        # cost memory), no base adapters.
+        return self.config.model_copy(
+            update={"name": spec["name"], "source": spec["path"], "enable_lora": False, "adapters": {}})
 
     async def _load(self, slot: _Slot) -> None:
         engine = None
@@ -89,9 +92,9 @@ class WeightSet:
                 for name, path in self.adapters.items():
                     await engine.add_adapter(name, path)
             # One token through the new weights: a checkpoint the engine can load but not run is refused here.
-            probe = GenerationRequest.probe()
-            async for _ in engine.generate(probe):
-                pass
+            async for out in engine.openai(OpenAIRequest.probe(engine.info().model)):
+                if isinstance(out, OpenAIResponse) and not out.ok:
+                    raise EngineUnavailableError(f"the probe request failed: {out.body}")
         except asyncio.CancelledError:  # the replica shuts down mid-load: free the half-started engine process
             if engine is not None:
                 await _shutdown(engine)

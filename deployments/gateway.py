@@ -14,9 +14,10 @@ from deployments.serving_state import ServingState
 @serve.deployment(name=GATEWAY_NAME)
 @serve.ingress()
 class Gateway:
-    def __init__(self, config: dict, engines: dict[str, DeploymentHandle]):
+    def __init__(self, config: dict, engines: dict[str, DeploymentHandle],
+                 embedders: dict[str, DeploymentHandle] | None = None):
         self.config = StudioConfig.model_validate(config)
-        self.model_router = ModelRouter(self.config, engines)
+        self.model_router = ModelRouter(self.config, engines, embedders or {})
 
     def reconfigure(self, user_config: dict) -> None:
         """The hot-swap path: Serve applies a new serving state in place, without restarting the replica."""

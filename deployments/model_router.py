@@ -13,12 +13,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.config import StudioConfig
-from deployments.engines.base import (
-    AdapterNotFoundError,
-    EngineUnavailableError,
-    GenerationChunk,
-    GenerationRequest,
-)
+from deployments.engines.base import AdapterNotFoundError, EngineUnavailableError, OpenAIOutput, OpenAIRequest
 from deployments.engines.remote_engine import RemoteEngine
 from deployments.serving_state import ServingState
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
@@ -61,9 +56,11 @@ class Target:
 
 
 class ModelRouter:
-    def __init__(self, config: StudioConfig, handles: dict[str, DeploymentHandle]):
+    def __init__(self, config: StudioConfig, handles: dict[str, DeploymentHandle],
+                 embedders: dict[str, DeploymentHandle] | None = None):
         self.config = config
         self.handles = handles
+        self.embedders = embedders or {}  # /v1/embeddings: model name → embedding deployment
         self.remote = RemoteEngine(config.remote) if config.remote else None
         self.first_chunk_timeout_s = config.gateway.first_chunk_timeout_s
         self.serving = ServingState()
@@ -138,15 +135,15 @@ class ModelRouter:
             "SAGE_CHAT_API_KEY and SAGE_CHAT_MODEL to fall back to an OpenAI-compatible service."
         )
 
-    async def generate(self, target: Target, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        """Chunks from the target's engine; falls back to the remote endpoint if the local one fails before output."""
+    async def openai(self, target: Target, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
+        """The target engine's answer; falls back to the remote endpoint if the local one fails before output."""
         if target.handle is None:
-            async for chunk in self._remote_generate(request):
-                yield chunk
+            async for item in self._remote_openai(request):
+                yield item
             return
         request.adapter, request.adapter_path = target.adapter, target.adapter_path
         request.weights, request.weights_version = target.weights, target.weights_version
-        stream = target.handle.options(stream=True).generate.remote(request)
+        stream = target.handle.options(stream=True).openai.remote(request)
         iterator = stream.__aiter__()
         try:
             first = await asyncio.wait_for(iterator.__anext__(), timeout=self.first_chunk_timeout_s)
@@ -167,16 +164,16 @@ class ModelRouter:
                     "to fall back to an OpenAI-compatible service."
                 ) from None
             logger.warning("local engine for %s unavailable (%s): falling back", target.model, type(exc).__name__)
-            async for chunk in self._remote_generate(request):
-                yield chunk
+            async for item in self._remote_openai(request):
+                yield item
             return
         yield first
-        async for chunk in iterator:
-            yield chunk
+        async for item in iterator:
+            yield item
 
-    async def _remote_generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+    async def _remote_openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
         if self.remote is None:
             raise EngineDownError(self._down_message())
         request.adapter = request.adapter_path = request.weights = request.weights_version = None
-        async for chunk in self.remote.generate(request):
-            yield chunk
+        async for item in self.remote.openai(request):
+            yield item

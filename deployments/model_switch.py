@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deployments.config import StudioConfig, engine_deployment_name
-from deployments.engines.base import GenerationRequest
+from deployments.engines.base import OpenAIRequest, OpenAIResponse
 from deployments.engines.vllm_engine import adapter_version
 from deployments.errors import StudioError
 from deployments.hotswap import NotDeclarativeError, Redeployer
@@ -28,6 +28,7 @@ from deployments.model_router import ModelRouter
 from deployments.serving_state import AdapterEntry, MergedEntry, ServingState, load_state, save_state
 from sage_studio.model_store import find_model_path, resolve_model_path
 from train.store import FinetuneStore, TaskRecord
+from train.task_folder import adapter_dir
 
 logger = logging.getLogger("ray.serve")
 ServeAs = Literal["adapter", "merged"]
@@ -144,7 +145,7 @@ class ModelSwitch:
         if base is None:
             raise StudioError(409, f"The task was trained on '{task.config.get('model')}', which no engine "
                                    "of this studio serves.")
-        path = self.store.task_dir(task.id) / "adapter"
+        path = adapter_dir(self.store.task_dir(task.id))
         base_config = next(m for m in models.config.models if m.name == base)
         serve_as = serve_as or base_config.finetune_serving
         check_adapter(path, base_config.max_lora_rank if serve_as == "adapter" else 1 << 30)
@@ -193,11 +194,13 @@ class ModelSwitch:
     # ---- the steps ---------------------------------------------------------------------------------------------
 
     async def _probe(self, name: str, entry: AdapterEntry) -> None:
-        """One token through the engine with the new adapter: a checkpoint vLLM can't load is refused here."""
-        request = GenerationRequest.probe(adapter=name, adapter_path=entry.path)
+        """One token through the engine with the new adapter: a checkpoint vLLM can't load is refused here (and
+        the engine replica that answers has the adapter loaded before traffic moves)."""
+        request = OpenAIRequest.probe(name, adapter=name, adapter_path=entry.path)
         try:
-            async for _ in self.models.handles[entry.base].options(stream=True).generate.remote(request):
-                pass
+            async for out in self.models.handles[entry.base].options(stream=True).openai.remote(request):
+                if isinstance(out, OpenAIResponse) and not out.ok:
+                    raise RuntimeError(out.body.get("error", {}).get("message", out.body))
         except Exception as exc:  # noqa: BLE001
             raise StudioError(422, f"The engine could not load the adapter: {getattr(exc, 'cause', None) or exc}"
                               ) from None

@@ -76,7 +76,7 @@ def test_no_import_cycle_inside_deployments() -> None:
     graph.add_nodes_from(modules)
     for name, path in modules.items():
         for target in _imports(path):
-            # "deployments.engines.base.GenerationRequest" → the longest prefix that is a module
+            # "deployments.engines.base.OpenAIRequest" → the longest prefix that is a module
             while target and target not in modules:
                 target = target.rpartition(".")[0]
             if target and target != name and not name.startswith(target + "."):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import abc
-import uuid
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Literal, Union
 
 
 class EngineUnavailableError(RuntimeError):
@@ -16,18 +15,21 @@ class AdapterNotFoundError(LookupError):
     """A request named a LoRA adapter this engine does not know."""
 
 
-@dataclass
-class GenerationRequest:
-    """One generation, already resolved to a model. Either ``messages`` (chat) or ``prompt`` (completion) is set."""
+OpenAIApi = Literal["chat", "completions", "responses"]
 
-    request_id: str
-    messages: list[dict] | None = None
-    prompt: str | None = None
-    max_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+
+@dataclass
+class OpenAIRequest:
+    """One OpenAI API call for an engine, already resolved to a model: the request body as the client sent it
+    (less the studio's own fields), with ``model`` set to the name this engine serves it under.
+
+    ``api`` picks the route: ``chat`` (/v1/chat/completions), ``completions`` (/v1/completions) or ``responses``
+    (/v1/responses). The body is never re-modelled on the way: the engine reads it with its own protocol (vLLM's,
+    for the vLLM engine), so every field vLLM's own server accepts is accepted here.
+    """
+
+    api: OpenAIApi
+    body: dict[str, Any]
     # A LoRA adapter served on this engine's base model, by its served name (None: the base model itself), and its
     # folder: every request carries it, so any replica can serve any adapter without a prior broadcast.
     adapter: str | None = None
@@ -37,20 +39,40 @@ class GenerationRequest:
     weights: str | None = None
     weights_version: str | None = None
 
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
     @classmethod
-    def probe(cls, **target) -> GenerationRequest:
+    def probe(cls, model: str, **target: Any) -> "OpenAIRequest":
         """One greedy token: enough to prove that new weights or an adapter load and run."""
-        return cls(request_id=f"probe-{uuid.uuid4().hex}", prompt="Hello", max_tokens=1, temperature=0, **target)
+        body = {"model": model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+        return cls(api="completions", body=body, **target)
 
 
 @dataclass
-class GenerationChunk:
-    """A piece of output. Engines yield text deltas; the last chunk carries ``finish_reason`` and token counts."""
+class OpenAIResponse:
+    """A whole answer (a non-streamed response, or an error before any output): its HTTP status and JSON body.
 
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    A streamed answer is a sequence of server-sent-event strings (``"data: {...}\\n\\n"``) instead, passed through as
+    the engine wrote them; an error after the first event is reported in-band, as OpenAI does.
+    """
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+OpenAIOutput = Union[OpenAIResponse, str]
+
+
+def error_body(status: int, message: str, param: str | None = None, type_: str | None = None) -> OpenAIResponse:
+    """An OpenAI-shaped error answer (what vLLM's server and the OpenAI API return)."""
+    kind = type_ or {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}.get(status, "Error")
+    return OpenAIResponse(status, {"error": {"message": message, "type": kind, "param": param, "code": status}})
 
 
 @dataclass
@@ -63,33 +85,24 @@ class EngineInfo:
     adapters: dict[str, str] = field(default_factory=dict)
 
 
-def fit_to_context(prompt_tokens: int, max_tokens: int, max_model_len: int) -> int:
-    """The completion budget left once the prompt is in the context; a prompt that fills it is a client error."""
-    if prompt_tokens >= max_model_len:
-        raise ValueError(
-            f"The prompt is {prompt_tokens} tokens long but the model's context is {max_model_len} tokens: "
-            "shorten the prompt or the conversation."
-        )
-    return min(max_tokens, max_model_len - prompt_tokens)
-
-
 class LLMEngine(abc.ABC):
     """An LLM engine living inside one Serve replica.
 
     Lifecycle: ``__init__`` (cheap, no model loading) → ``await start()`` (loads the model) → any number of
-    concurrent ``generate`` calls → ``await shutdown()``.
+    concurrent ``openai`` calls → ``await shutdown()``.
 
-    ``generate`` is an async generator that yields ``GenerationChunk`` text deltas as soon as the engine produces
-    them (never one block at the end); the final chunk has ``finish_reason`` ("stop" or "length") and the prompt and
-    completion token counts. It raises ``EngineUnavailableError`` when it cannot serve and ``AdapterNotFoundError``
-    for an unknown adapter.
+    ``openai`` is an async generator. For a non-streamed request (and for any request it refuses before output) it
+    yields one ``OpenAIResponse``; for a streamed one it yields the server-sent events as soon as the engine produces
+    them, ending with ``"data: [DONE]"``. A request the engine cannot carry out is an OpenAI error answer (4xx naming
+    the field), never silently changed. It raises ``EngineUnavailableError`` when it cannot serve at all and
+    ``AdapterNotFoundError`` for an unknown adapter.
     """
 
     @abc.abstractmethod
     async def start(self) -> None: ...
 
     @abc.abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]: ...
+    def openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]: ...
 
     @abc.abstractmethod
     async def check_health(self) -> None:

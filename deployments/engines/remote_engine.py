@@ -1,24 +1,39 @@
-"""A remote OpenAI-compatible endpoint behind the engine interface (cloud fallback, or a model served elsewhere)."""
+"""A remote OpenAI-compatible endpoint behind the engine interface (cloud fallback, or a model served elsewhere).
+
+Requests are forwarded as they came, only ``model`` set to the remote's model name: whatever the remote accepts
+(tools, structured output, logprobs, ...) works, and what it refuses comes back with its own status and message.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import AsyncIterator
 
-import openai
+import httpx
 
 from deployments.config import RemoteConfig
-from deployments.engines.base import EngineInfo, EngineUnavailableError, GenerationChunk, GenerationRequest, LLMEngine
+from deployments.engines.base import (
+    EngineInfo,
+    EngineUnavailableError,
+    LLMEngine,
+    OpenAIOutput,
+    OpenAIRequest,
+    OpenAIResponse,
+    error_body,
+)
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 
 
 class RemoteEngine(LLMEngine):
     def __init__(self, remote: RemoteConfig, served_name: str | None = None):
         self.remote = remote
         self.served_name = served_name or remote.model
-        # The official client brings retries with backoff and timeouts; no need to write our own.
-        self._client = openai.AsyncOpenAI(
-            base_url=remote.base_url, api_key=remote.api_key or "not-needed", max_retries=1,
-            timeout=openai.Timeout(300, connect=10),  # a long generation is fine; an unreachable host is not
-        )
+        headers = {"Authorization": f"Bearer {remote.api_key}"} if remote.api_key else {}
+        # A long generation is fine; an unreachable host is not. httpx's transport retries a failed connect once.
+        self._client = httpx.AsyncClient(base_url=remote.base_url.rstrip("/"), headers=headers,
+                                         timeout=httpx.Timeout(300, connect=10),
+                                         transport=httpx.AsyncHTTPTransport(retries=1))
 
     async def start(self) -> None:
         return None
@@ -28,40 +43,40 @@ class RemoteEngine(LLMEngine):
 
     async def check_health(self) -> None:
         try:
-            await self._client.models.list()
-        except openai.OpenAIError as exc:
+            (await self._client.get("/models")).raise_for_status()
+        except httpx.HTTPError as exc:
             raise EngineUnavailableError(f"remote endpoint {self.remote.base_url} is unreachable: {exc}") from exc
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        common = dict(
-            model=self.remote.model,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=request.stop or None,
-            seed=request.seed,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
+    async def openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
+        body = request.body | {"model": self.remote.model}
         try:
-            if request.messages is not None:
-                stream = await self._client.chat.completions.create(messages=request.messages, **common)
-            else:
-                stream = await self._client.completions.create(prompt=request.prompt or "", **common)
-            finish, usage = None, None
-            async for event in stream:
-                if event.usage is not None:
-                    usage = event.usage
-                for choice in event.choices:
-                    text = choice.delta.content if request.messages is not None else choice.text
-                    if text:
-                        yield GenerationChunk(text=text)
-                    finish = choice.finish_reason or finish
-            yield GenerationChunk(
-                text="",
-                finish_reason=finish or "stop",
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
-            )
-        except openai.OpenAIError as exc:
+            async with self._client.stream("POST", PATHS[request.api], json=body) as response:
+                if not response.is_success or not request.stream:
+                    yield _whole(response.status_code, await response.aread())
+                    return
+                async for event in _events(response):
+                    yield event
+        except httpx.HTTPError as exc:
             raise EngineUnavailableError(f"remote endpoint {self.remote.base_url} failed: {exc}") from exc
+
+
+def _whole(status: int, content: bytes) -> OpenAIResponse:
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return error_body(status if status >= 400 else 502, f"The remote endpoint answered {status} without JSON: "
+                          f"{content[:200].decode('utf-8', 'replace')}")
+    return OpenAIResponse(status, body if isinstance(body, dict) else {"data": body})
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[str]:
+    """The server-sent events of a streamed answer, one whole event (its lines and the blank line) at a time."""
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if line:
+            lines.append(line)
+        elif lines:
+            yield "\n".join(lines) + "\n\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n\n"

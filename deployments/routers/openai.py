@@ -1,192 +1,182 @@
-"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/models, and /health."""
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models, /health.
+
+The gateway does not model the OpenAI protocol. It reads the JSON body, resolves ``model`` (``sage-default``,
+``<base>:<adapter>``, fine-tune names), applies the studio's one extra field (``session_id``: the session's memory
+goes into the messages and the turn is stored) and hands the rest, unchanged, to the engine, which answers with
+vLLM's own serving layer (``deployments/engines/vllm_engine.py``). The answer comes back as the engine wrote it:
+a JSON body with its status, or server-sent events passed through one by one.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
-from sse_starlette import EventSourceResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
-from deployments.engines.base import GenerationChunk, GenerationRequest
-from deployments.model_router import Target
-from deployments.openai_protocol import (
-    ChatChoice,
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChunkChoice,
-    Completion,
-    CompletionChoice,
-    CompletionRequest,
-    Delta,
-    ModelCard,
-    ModelList,
-    ResponseMessage,
-    make_usage,
-    new_id,
-    now,
-)
+from deployments.engines.base import OpenAIApi, OpenAIOutput, OpenAIRequest, OpenAIResponse
+from deployments.model_router import ModelRouter
 from deployments.services import Models, Services
+from sage_studio.memory.chat_memory import message_text
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
 
 router = APIRouter()
-
-# Without a max_tokens, stop here: a model that never emits EOS must not hold a replica for its whole context.
-DEFAULT_MAX_TOKENS = 512
+OnReply = Callable[[str], Awaitable[None]]
 
 
-def _sampling(body, request_id: str, max_tokens: int | None) -> dict:
-    return dict(
-        request_id=request_id,
-        max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        stop=body.stop_list(),
-        seed=body.seed,
-    )
+def _body_schema(required: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """The request body in the OpenAPI schema: the fields the gateway itself reads; every other field of the OpenAI
+    API (tools, response_format, logprobs, n, ...) passes through to vLLM, whose protocol validates it."""
+    properties = {"model": {"type": "string", "minLength": 1, "description": "A served model, 'sage-default', or "
+                            "'<base>:<adapter>' (GET /v1/models)."},
+                  "stream": {"type": "boolean"}} | extra
+    schema = {"type": "object", "required": required, "properties": properties, "additionalProperties": True}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _start(chunks: AsyncIterator[GenerationChunk]) -> tuple[GenerationChunk | None, AsyncIterator]:
-    """Wait for the first chunk before answering, so a missing model or a down engine is a proper HTTP error."""
+MESSAGES = {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"],
+                                                      "properties": {"role": {"type": "string"}}}}
+CHAT_BODY = _body_schema(["model", "messages"], {
+    "messages": MESSAGES,
+    "session_id": {"type": "string", "description": "A studio session: its memory is injected and the turn stored."},
+})
+COMPLETION_BODY = _body_schema(["model", "prompt"], {"prompt": {"anyOf": [{"type": "string"}, {"type": "array"}]}})
+RESPONSES_BODY = _body_schema(["model", "input"], {"input": {"anyOf": [{"type": "string"}, {"type": "array"}]}})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
     try:
-        return await chunks.__anext__(), chunks
-    except StopAsyncIteration:
-        return None, chunks
+        body = json.loads(await request.body())
+    except ValueError:
+        raise HTTPException(400, detail="The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, detail="The request body must be a JSON object.")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise HTTPException(400, detail="'model' is required: a served model name (GET /v1/models) or "
+                                        f"'{DEFAULT_MODEL_ALIAS}'.")
+    return body
 
 
-async def _all(first: GenerationChunk | None, rest: AsyncIterator[GenerationChunk]) -> AsyncIterator[GenerationChunk]:
-    if first is not None:
-        yield first
-    async for chunk in rest:
-        yield chunk
+async def _answer(models: ModelRouter, api: OpenAIApi, body: dict[str, Any], on_reply: OnReply | None = None):
+    """The engine's answer as an HTTP response; waits for its first output, so a missing model or a down engine
+    is a proper HTTP error rather than a broken stream."""
+    target = models.resolve(body["model"])
+    outputs = models.openai(target, OpenAIRequest(api=api, body=body))
+    first = await anext(outputs, None)
+    if first is None:
+        raise HTTPException(502, detail=f"The engine of '{target.model}' ended without an answer.")
+    if isinstance(first, OpenAIResponse):
+        if on_reply is not None and first.ok:
+            await on_reply(_reply_text(first.body))
+        return JSONResponse(first.body, status_code=first.status)
+    return StreamingResponse(_events(first, outputs, on_reply), media_type="text/event-stream")
 
 
-def _error_event(exc: Exception) -> dict:
-    # Headers are gone once a stream has started: report a mid-stream failure in-band, as OpenAI does.
-    return {"data": json.dumps({"error": {"message": f"generation failed: {exc}", "type": "server_error", "code": 500}})}
-
-
-@router.post("/v1/chat/completions", response_model=ChatCompletion, tags=["openai"])
-async def chat_completions(body: ChatCompletionRequest, models: Models, services: Services):
-    target = models.resolve(body.model)
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    memory = services.memory
-    if body.session_id is not None:
-        if memory is None:
-            raise HTTPException(501, detail="Sessions are not enabled on this gateway.")
-        try:
-            messages = await memory.build_messages(body.session_id, messages)
-        except KeyError:
-            raise HTTPException(404, detail=f"Session '{body.session_id}' does not exist.") from None
-    user_text = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
-    request_id = new_id("chatcmpl")
-    gen = GenerationRequest(messages=messages, **_sampling(body, request_id, body.max_completion_tokens or body.max_tokens))
-    first, rest = await _start(models.generate(target, gen))
-
-    async def remember(reply: str) -> None:
-        if body.session_id is not None:
-            await memory.record_turn(body.session_id, user_text, reply)
-
-    if not body.stream:
-        parts, last = [], first
-        async for chunk in _all(first, rest):
-            parts.append(chunk.text)
-            last = chunk
-        reply = "".join(parts)
-        await remember(reply)
-        return ChatCompletion(
-            id=request_id,
-            created=now(),
-            model=target.model,
-            choices=[ChatChoice(message=ResponseMessage(content=reply), finish_reason=last.finish_reason if last else "stop")],
-            usage=make_usage(last.prompt_tokens if last else 0, last.completion_tokens if last else 0),
-        )
-
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return EventSourceResponse(_chat_events(target, request_id, first, rest, include_usage, remember), sep="\n")
-
-
-async def _chat_events(target: Target, request_id: str, first, rest, include_usage: bool, remember):
-    created = now()
-
-    def event(delta: Delta, finish: str | None = None, usage=None) -> dict:
-        chunk = ChatCompletionChunk(
-            id=request_id,
-            created=created,
-            model=target.model,
-            choices=[] if usage is not None else [ChunkChoice(delta=delta, finish_reason=finish)],
-            usage=usage,
-        )
-        return {"data": chunk.model_dump_json(exclude_none=usage is None)}
-
-    yield event(Delta(role="assistant", content=""))
+async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnReply | None) -> AsyncIterator[str]:
     parts: list[str] = []
+    event = first
     try:
-        async for chunk in _all(first, rest):
-            parts.append(chunk.text)
-            if chunk.text or chunk.finish_reason:
-                yield event(Delta(content=chunk.text or None), chunk.finish_reason)
-            if chunk.finish_reason and include_usage:
-                yield event(Delta(), usage=make_usage(chunk.prompt_tokens, chunk.completion_tokens))
-    except Exception as exc:  # noqa: BLE001 - anything from the engine ends the stream with an in-band error
-        yield _error_event(exc)
+        while event is not None:
+            if on_reply is not None:
+                parts.append(_delta_text(event))
+            yield event
+            event = await anext(rest, None)
+    except Exception as exc:  # noqa: BLE001 - headers are gone once a stream has started: report it in-band
+        error = {"error": {"message": f"generation failed: {exc}", "type": "server_error", "code": 500}}
+        yield f"data: {json.dumps(error)}\n\n"
         return
     # Stored once, after the stream ended completely; a client that disconnects mid-stream stores nothing.
-    await remember("".join(parts))
-    yield {"data": "[DONE]"}
+    if on_reply is not None:
+        await on_reply("".join(parts))
 
 
-@router.post("/v1/completions", response_model=Completion, tags=["openai"])
-async def completions(body: CompletionRequest, models: Models):
-    target = models.resolve(body.model)
-    request_id = new_id("cmpl")
-    gen = GenerationRequest(prompt=body.prompt, **_sampling(body, request_id, body.max_tokens))
-    first, rest = await _start(models.generate(target, gen))
-    if not body.stream:
-        parts, last = [], first
-        async for chunk in _all(first, rest):
-            parts.append(chunk.text)
-            last = chunk
-        return Completion(
-            id=request_id,
-            created=now(),
-            model=target.model,
-            choices=[CompletionChoice(text="".join(parts), finish_reason=last.finish_reason if last else "stop")],
-            usage=make_usage(last.prompt_tokens if last else 0, last.completion_tokens if last else 0),
-        )
+def _reply_text(body: dict[str, Any]) -> str:
+    choices = body.get("choices") or [{}]
+    return message_text((choices[0].get("message") or {}).get("content"))
 
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    async def events():
-        created = now()
-        try:
-            async for chunk in _all(first, rest):
-                if chunk.text or chunk.finish_reason:
-                    out = Completion(
-                        id=request_id,
-                        created=created,
-                        model=target.model,
-                        choices=[CompletionChoice(text=chunk.text, finish_reason=chunk.finish_reason)],
-                    )
-                    yield {"data": out.model_dump_json(exclude_none=True)}
-                if chunk.finish_reason and include_usage:
-                    usage = make_usage(chunk.prompt_tokens, chunk.completion_tokens)
-                    out = Completion(id=request_id, created=created, model=target.model, choices=[], usage=usage)
-                    yield {"data": out.model_dump_json()}
-        except Exception as exc:  # noqa: BLE001
-            yield _error_event(exc)
-            return
-        yield {"data": "[DONE]"}
+def _delta_text(event: str) -> str:
+    """The text a chat stream event adds (the studio reads it only to store a session's turn)."""
+    data = event.removeprefix("data: ").strip()
+    if not data.startswith("{"):
+        return ""
+    choices = json.loads(data).get("choices") or [{}]
+    return (choices[0].get("delta") or {}).get("content") or ""
 
-    return EventSourceResponse(events(), sep="\n")
+
+@router.post("/v1/chat/completions", tags=["openai"], openapi_extra=CHAT_BODY)
+async def chat_completions(request: Request, models: Models, services: Services):
+    body = await _json_object(request)
+    session_id = body.pop("session_id", None)
+    if session_id is None:
+        return await _answer(models, "chat", body)
+    memory = services.memory
+    if memory is None:
+        raise HTTPException(501, detail="Sessions are not enabled on this gateway.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise HTTPException(400, detail="'messages' must be a list of message objects.")
+    try:
+        body["messages"] = await memory.build_messages(str(session_id), messages)
+    except KeyError:
+        raise HTTPException(404, detail=f"Session '{session_id}' does not exist.") from None
+    user_text = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+
+    async def remember(reply: str) -> None:
+        await memory.record_turn(str(session_id), user_text, reply)
+
+    return await _answer(models, "chat", body, remember)
+
+
+@router.post("/v1/completions", tags=["openai"], openapi_extra=COMPLETION_BODY)
+async def completions(request: Request, models: Models):
+    return await _answer(models, "completions", await _json_object(request))
+
+
+@router.post("/v1/responses", tags=["openai"], openapi_extra=RESPONSES_BODY)
+async def responses(request: Request, models: Models):
+    return await _answer(models, "responses", await _json_object(request))
+
+
+EMBEDDINGS_BODY = _body_schema(["model", "input"], {"input": {"anyOf": [{"type": "string"}, {"type": "array"}]}})
+
+
+@router.post("/v1/embeddings", tags=["openai"], openapi_extra=EMBEDDINGS_BODY)
+async def embeddings(request: Request, models: Models):
+    body = await _json_object(request)
+    handle = models.embedders.get(body["model"])
+    if handle is None:
+        served = ", ".join(models.embedders) or "none (embedding_models is empty)"
+        raise HTTPException(404, detail=f"The embedding model '{body['model']}' is not served here; served: {served}.")
+    answer: OpenAIResponse = await handle.embed.remote(body)
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: str = "model"
+    owned_by: str = "sage-studio"
+    kind: Literal["chat", "embedding"] = Field("chat", description="What the model serves: chat and completions "
+                                               "(and /v1/responses), or /v1/embeddings.")
+    root: str | None = Field(None, description="What the name resolves to (for aliases and adapters).")
+    parent: str | None = Field(None, description="Base model of an adapter.")
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelCard]
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["openai"])
 async def list_models(models: Models) -> ModelList:
-    cards = [ModelCard(id=name, root=name if parent is None else f"{parent}:{name}", parent=parent) for name, parent in models.served_names()]
+    cards = [ModelCard(id=name, root=name if parent is None else f"{parent}:{name}", parent=parent)
+             for name, parent in models.served_names()]
     if models.default_model is not None:
         cards.insert(0, ModelCard(id=DEFAULT_MODEL_ALIAS, root=models.default_model))
+    cards += [ModelCard(id=name, root=name, kind="embedding") for name in models.embedders]
     return ModelList(data=cards)
 
 

@@ -62,6 +62,10 @@ class Embedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids the model reads for each text (what an embeddings answer counts as usage)."""
+        return self._model.tokenizer(list(texts), truncation=True)["input_ids"]
+
 
 _load_lock = threading.Lock()
 

@@ -12,8 +12,8 @@ from deployments.engine_weights import WeightSet, WeightsNotLoadedError
 from deployments.engines.base import (
     EngineInfo,
     EngineUnavailableError,
-    GenerationChunk,
     LLMEngine,
+    OpenAIResponse,
 )
 
 MERGED = {"name": "canary", "path": "/ckpt/merged/v1", "version": "v1"}
@@ -29,9 +29,9 @@ class FakeEngine(LLMEngine):
             raise OSError(f"cannot read {self.config.source}")
         self.running = True
 
-    async def generate(self, request):
+    async def openai(self, request):
         await asyncio.sleep(0.05)
-        yield GenerationChunk(text=self.config.source, finish_reason="stop")
+        yield OpenAIResponse(200, {"choices": [{"text": self.config.source}]})
 
     async def check_health(self) -> None:
         if not self.running:
@@ -56,7 +56,7 @@ def weight_set(fail: set[str] = frozenset(), grace_s: float = 0.3) -> tuple[Weig
 
 async def answer(ws: WeightSet, name=None, version=None) -> str:
     async with ws.use(name, version) as engine:
-        return "".join([c.text async for c in engine.generate(None)])
+        return "".join([out.body["choices"][0]["text"] async for out in engine.openai(None)])
 
 
 def test_switch_loads_in_background_then_retires_the_old_weights():

@@ -1,23 +1,30 @@
-"""Engines outside Serve: the transformers engine honours the same contract as vLLM's (deltas, counts, context)."""
+"""Engines outside Serve: the transformers engine speaks the common core of the OpenAI API and refuses the rest by
+name; the vLLM engine's flags are what `vllm serve` takes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from deployments.config import ModelConfig
 from deployments.engines import create_engine
-from deployments.engines.base import GenerationRequest
+from deployments.engines.base import OpenAIRequest, OpenAIResponse
 from deployments.engines.transformers_engine import TransformersEngine
-from deployments.engines.vllm_engine import VLLMEngine, adapter_version
+from deployments.engines.vllm_engine import VLLMEngine, adapter_version, server_flags
 
 
-def run(engine, request):
+def run(engine, api: str, body: dict) -> list:
     async def collect():
-        return [chunk async for chunk in engine.generate(request)]
+        return [item async for item in engine.openai(OpenAIRequest(api=api, body=body))]
 
     return asyncio.run(collect())
+
+
+def events(items: list[str]) -> list[dict]:
+    assert items[-1] == "data: [DONE]\n\n"
+    return [json.loads(item.removeprefix("data: ")) for item in items[:-1]]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +35,25 @@ def engine(tiny_model_dir):
     return engine
 
 
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_transformers_engine_answers_chat_whole_and_streamed_the_same(engine):
+    [whole] = run(engine, "chat", {"model": "tiny", "messages": HI, "max_tokens": 8, "temperature": 0})
+    assert isinstance(whole, OpenAIResponse) and whole.status == 200
+    body = whole.body
+    assert body["object"] == "chat.completion" and body["model"] == "tiny"
+    text = body["choices"][0]["message"]["content"]
+    assert 0 < body["usage"]["completion_tokens"] <= 8 and body["usage"]["prompt_tokens"] > 2
+    streamed = events(run(engine, "chat", {"model": "tiny", "messages": HI, "max_tokens": 8, "temperature": 0,
+                                           "stream": True, "stream_options": {"include_usage": True}}))
+    deltas = [c["choices"][0]["delta"].get("content", "") for c in streamed if c["choices"]]
+    assert len([d for d in deltas if d]) >= 2, "tokens arrive as several events"
+    assert "".join(deltas) == text
+    assert streamed[-1]["usage"] == body["usage"]
+    assert streamed[-2]["choices"][0]["finish_reason"] == body["choices"][0]["finish_reason"]
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
@@ -35,26 +61,21 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def test_transformers_engine_streams_deltas_then_counts(engine, tokenizer):
-    messages = [{"role": "user", "content": "hi"}]
-    chunks = run(engine, GenerationRequest(request_id="1", messages=messages, max_tokens=8, temperature=0))
-    assert len([c for c in chunks if c.text]) >= 2
-    last = chunks[-1]
-    assert last.finish_reason in ("stop", "length") and 0 < last.completion_tokens <= 8
-    # The messages went through the model's chat template, token for token.
-    assert last.prompt_tokens == len(tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                                   tokenize=True, return_dict=False))
-
-
-def test_transformers_engine_streams_what_the_model_samples_for_the_seed(engine, tokenizer, tiny_model_dir):
-    """The deltas add up to what transformers' own generate() samples for the prompt and seed (nothing dropped,
-    doubled or reordered on the way), and the seed, not the call, decides the answer."""
+def test_transformers_engine_counts_the_chat_template_and_samples_what_the_model_samples(engine, tokenizer,
+                                                                                       tiny_model_dir):
+    """The prompt went through the model's chat template, token for token; the streamed deltas add up to what
+    transformers' own generate() samples for the prompt and seed (nothing dropped, doubled or reordered), and the
+    seed, not the call, decides the answer."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    [whole] = run(engine, "chat", {"model": "tiny", "messages": HI, "max_tokens": 4, "temperature": 0})
+    assert whole.body["usage"]["prompt_tokens"] == len(tokenizer.apply_chat_template(
+        HI, add_generation_prompt=True, tokenize=True, return_dict=False))
+
     def ask(seed: int) -> str:
-        request = GenerationRequest(request_id=f"seed-{seed}", prompt="Once", max_tokens=12, temperature=1.0, seed=seed)
-        return "".join(c.text for c in run(engine, request))
+        body = {"model": "tiny", "prompt": "Once", "max_tokens": 12, "temperature": 1.0, "seed": seed, "stream": True}
+        return "".join(c["choices"][0]["text"] for c in events(run(engine, "completions", body)))
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     ids = torch.tensor([tokenizer("Once")["input_ids"]])
@@ -67,13 +88,55 @@ def test_transformers_engine_streams_what_the_model_samples_for_the_seed(engine,
     assert len({ask(seed) for seed in range(1, 5)}) >= 3
 
 
-def test_prompt_over_the_context_is_a_value_error(engine):
-    with pytest.raises(ValueError, match="context"):
-        run(engine, GenerationRequest(request_id="3", prompt="word " * 200, max_tokens=4))
+def test_transformers_engine_completions(engine):
+    [whole] = run(engine, "completions", {"model": "tiny", "prompt": "Once", "max_tokens": 6, "temperature": 0})
+    assert whole.body["object"] == "text_completion" and whole.body["usage"]["completion_tokens"] <= 6
+    streamed = events(run(engine, "completions", {"model": "tiny", "prompt": "Once", "max_tokens": 6,
+                                                  "temperature": 0, "stream": True}))
+    assert "".join(c["choices"][0]["text"] for c in streamed) == whole.body["choices"][0]["text"]
+
+
+@pytest.mark.parametrize("api, extra, field", [
+    ("chat", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ("chat", {"response_format": {"type": "json_object"}}, "response_format"),
+    ("chat", {"logprobs": True}, "logprobs"),
+    ("chat", {"n": 2}, "n"),
+    ("completions", {"echo": True}, "echo"),
+    ("chat", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages.0.content"),
+    ("responses", {"input": "hi"}, None),
+])
+def test_transformers_engine_refuses_what_it_cannot_do_by_name(engine, api, extra, field):
+    body = {"model": "tiny", "max_tokens": 4} | ({"messages": HI} if api == "chat" else {"prompt": "x"}) | extra
+    [answer] = run(engine, api, body)
+    assert answer.status == 400
+    error = answer.body["error"]
+    assert error["param"] == field
+    if field is not None:
+        assert field.split(".")[0] in error["message"]
+
+
+def test_prompt_over_the_context_is_a_400(engine):
+    [answer] = run(engine, "completions", {"model": "tiny", "prompt": "word " * 200, "max_tokens": 4})
+    assert answer.status == 400 and "context" in answer.body["error"]["message"]
 
 
 def test_auto_picks_vllm_where_it_imports(tiny_model_dir):
     assert isinstance(create_engine(ModelConfig(name="t", source=str(tiny_model_dir))), VLLMEngine)
+
+
+def test_vllm_flags_are_what_vllm_serve_parses(tiny_model_dir):
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    config = ModelConfig(name="tiny", source=str(tiny_model_dir), max_model_len=512)
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(server_flags(config, str(tiny_model_dir)))
+    assert (args.model, args.served_model_name, args.max_model_len) == (str(tiny_model_dir), ["tiny"], 512)
+    assert args.enable_lora and args.enforce_eager
+    # The tiny model's chat template is ChatML: the hermes tool-call parser, which named/required tool_choice need.
+    assert (args.enable_auto_tool_choice, args.tool_call_parser) == (True, "hermes")
+    plain = config.model_copy(update={"tool_call_parser": None})
+    assert "--tool-call-parser" not in server_flags(plain, str(tiny_model_dir))
 
 
 def test_adapter_version_changes_when_weights_change(tmp_path):
