@@ -67,12 +67,11 @@ def test_open_paths_need_no_key(keyed):
 
 
 def test_right_key_passes_the_check(keyed):
-    # The schema is open anyway; a protected route with the right key reaches its handler (a 422 from
-    # validation proves it got past the key check without needing the engine).
-    resp = keyed.post("/v1/chat/completions", json={"model": "m"}, headers={"Authorization": f"Bearer {KEY}"})
-    assert resp.status_code == 422, resp.text
-    resp = keyed.post("/v1/chat/completions", json={"model": "m"}, headers={"authorization": f"bearer  {KEY} "})
-    assert resp.status_code == 422, resp.text
+    # The schema is open anyway; a protected route with the right key reaches its handler (the gateway's own 404
+    # for a model it does not serve proves it got past the key check without needing an engine).
+    for auth in (f"Bearer {KEY}", f"bearer  {KEY} "):
+        resp = keyed.post("/v1/chat/completions", json={"model": "m"}, headers={"Authorization": auth})
+        assert resp.status_code == 404 and "'m' does not exist" in resp.json()["error"]["message"], resp.text
 
 
 def test_key_comparison():
@@ -122,7 +121,8 @@ def test_open_gateway_without_key(monkeypatch):
     monkeypatch.delenv("SAGE_STUDIO_API_KEY_FILE", raising=False)
     monkeypatch.delenv("SAGE_STUDIO_API_KEY", raising=False)
     client = TestClient(gateway_app(), raise_server_exceptions=False)
-    assert client.post("/v1/chat/completions", json={"model": "m"}).status_code == 422
+    resp = client.post("/v1/chat/completions", json={"model": "m"})
+    assert resp.status_code == 404 and "'m' does not exist" in resp.json()["error"]["message"]
 
 
 def test_body_limits():
