@@ -14,7 +14,7 @@ from deployments.security import install_security
 from deployments.services import StudioServices
 
 # One module per area under deployments/routers; each exposes `router`.
-AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models"]
+AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models", "catalog"]
 
 
 def create_api(config: StudioConfig, model_router: ModelRouter | None = None, areas: list[str] = AREAS) -> FastAPI:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from sage_studio.memory.config import DEFAULT_EMBEDDING_MODEL, MemoryConfig
+from sage_studio.model_store import hub_model_name
 from sage_studio.settings import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_NAME, get_settings
 
 EngineKind = Literal["auto", "vllm", "transformers", "remote"]
@@ -61,7 +62,8 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="The name clients ask for in the 'model' field.", min_length=1)
-    source: str = Field(description="Checkpoint folder, or a model name prepared under SAGE_HOME/models.")
+    source: str = Field(description="Checkpoint folder, a model name prepared under SAGE_HOME/models, or a Hugging "
+                        "Face hub id (org/name[@revision], org/name:file.gguf) found in the HF cache or downloaded.")
     engine: EngineKind = Field("auto", description="Engine to run: 'auto' picks vLLM where it imports.")
     max_model_len: int = Field(2048, ge=64, description="Longest prompt + completion, in tokens.")
     dtype: str = Field(
@@ -213,7 +215,8 @@ class StudioConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelConfig] = Field(
-        default_factory=lambda: [ModelConfig(name=DEFAULT_MODEL_NAME, source=get_settings().studio_llm_model)],
+        default_factory=lambda: [ModelConfig(name=hub_model_name(get_settings().studio_llm_model) or DEFAULT_MODEL_NAME,
+                                             source=get_settings().studio_llm_model)],
         description="Models served by local engines (empty with --no-llm).",
     )
     default_model: str | None = Field(

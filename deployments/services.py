@@ -31,6 +31,7 @@ logger = logging.getLogger("ray.serve")
 AREA_SERVICES = {
     "sessions": {"memory"}, "memory": {"memory"}, "openai": set(), "system": set(),
     "finetune": {"finetune"}, "datasets": {"finetune"}, "models": {"finetune", "switch"}, "pipelines": {"pipelines"},
+    "catalog": {"finetune"},
 }
 
 

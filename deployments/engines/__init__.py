@@ -24,7 +24,8 @@ def create_engine(config: ModelConfig, remote: RemoteConfig | None = None) -> LL
 
     from sage_studio.model_store import resolve_model_path
 
-    path = str(resolve_model_path(config.source))
+    # An engine may download a hub id it does not find cached: it starts on the node that will hold the weights.
+    path = str(resolve_model_path(config.source, download=True))
     if kind == "auto":
         kind = "vllm" if vllm_available() else "transformers"
     if kind == "vllm":
