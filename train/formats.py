@@ -1,4 +1,5 @@
-"""Dataset row formats (alpaca, chat, qa): detection, per-row checks and the one conversation shape they map to.
+"""Dataset row formats (alpaca, chat, qa, text): detection, column mapping, per-row checks and the one
+conversation shape they map to.
 
 Every check returns a sentence a person can act on ("field 'output' must be a string, got number"), because these
 messages are shown as-is in the upload report. Every valid row becomes a list of ``{"role", "content"}`` messages,
@@ -10,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 FORMAT_HELP = (
-    "alpaca (instruction, input?, output), chat (messages or conversations: a list of {role, content}) "
-    "or qa (question, context?, answer)"
+    "alpaca (instruction, input?, output, system?, history?), chat (messages or conversations: a list of "
+    "{role, content}), qa (question, context?, answer) or text"
 )
 ROLES = ("system", "user", "assistant")
 # ShareGPT-style conversations ({"from": "human", "value": ...}) are common enough to accept as chat.
@@ -22,6 +23,61 @@ _SINGLE_TURN = {
     "alpaca": ("instruction", "input", "output", "{main}\n\n{extra}"),
     "qa": ("question", "context", "answer", "Context:\n{extra}\n\nQuestion: {main}"),
 }
+
+# Column sets other tools write, and the fields they stand for (canonical field → column), tried in order on a
+# dataset's columns when no mapping is given. The standard names come first, so they map to themselves.
+COLUMN_RULES: list[tuple[str, dict[str, str]]] = [
+    ("chat", {"messages": "messages"}),
+    ("chat", {"conversations": "conversations"}),
+    ("alpaca", {"instruction": "instruction", "output": "output"}),
+    ("qa", {"question": "question", "answer": "answer"}),
+    ("alpaca", {"instruction": "prompt", "output": "completion"}),  # OpenAI's legacy fine-tuning files, TRL
+    ("alpaca", {"instruction": "prompt", "output": "response"}),
+    ("alpaca", {"instruction": "query", "output": "response"}),
+    ("alpaca", {"instruction": "instruction", "output": "response"}),  # Dolly (with context as input below)
+    ("qa", {"question": "question", "answer": "response"}),
+    ("alpaca", {"instruction": "input", "output": "output"}),
+    ("text", {"text": "text"}),
+]
+# Optional columns that ride along with a rule's own (e.g. Dolly's context is alpaca's input).
+OPTIONAL_COLUMNS = {"alpaca": {"input": ("input", "context"), "system": ("system",), "history": ("history",)},
+                    "qa": {"context": ("context",)}}
+FIELDS = {"chat": ("messages", "conversations"), "alpaca": ("instruction", "input", "output", "system", "history"),
+          "qa": ("question", "context", "answer"), "text": ("text",)}
+
+
+def detect_columns(columns: list[str]) -> tuple[str, dict[str, str]] | None:
+    """(format, canonical field → column) for a dataset's column names, or None when no rule fits them."""
+    present = set(columns)
+    for fmt, mapping in COLUMN_RULES:
+        if set(mapping.values()) <= present:
+            found = dict(mapping)
+            for field, candidates in OPTIONAL_COLUMNS.get(fmt, {}).items():
+                free = [c for c in candidates if c in present and c not in found.values()]
+                if field not in found and free:
+                    found[field] = free[0]
+            return fmt, found
+    return None
+
+
+def check_mapping(mapping: dict[str, str]) -> None:
+    """ValueError naming the first field of a user's column mapping that no format has."""
+    known = {f for fields in FIELDS.values() for f in fields}
+    for field, column in mapping.items():
+        if field not in known:
+            raise ValueError(f"'{field}' is not a dataset field: map columns onto {', '.join(sorted(known))}")
+        if not isinstance(column, str) or not column:
+            raise ValueError(f"the column mapped to '{field}' must be a column name")
+
+
+def apply_columns(row: Any, mapping: dict[str, str] | None) -> Any:
+    """The row with its columns renamed to the fields they stand for (other columns are kept)."""
+    if not mapping or not isinstance(row, dict):
+        return row
+    out = {k: v for k, v in row.items() if k not in mapping.values()}
+    out.update({field: row.get(column) for field, column in mapping.items() if column in row})
+    return out
+
 
 # Used when a model's tokenizer ships no chat template (base models): plain markers the model can learn.
 FALLBACK_TEMPLATE = (
@@ -64,6 +120,8 @@ def detect_format(row: Any) -> str:
     for fmt, (main_field, _, answer_field, _) in _SINGLE_TURN.items():
         if main_field in row or answer_field in row:
             return fmt
+    if "text" in row:
+        return "text"
     keys = ", ".join(sorted(map(str, row))[:8]) or "none"
     hint = ""
     for key, value in row.items():
@@ -108,6 +166,21 @@ def _chat_messages(row: dict) -> list[dict]:
     return messages
 
 
+def _history(row: dict) -> list[dict]:
+    """Alpaca's ``history`` (LLaMA-Factory's convention): earlier [instruction, response] pairs, oldest first."""
+    history = row.get("history")
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        raise RowError(f"field 'history' must be an array of [instruction, response] pairs, got {_type_name(history)}")
+    turns = []
+    for i, pair in enumerate(history, 1):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise RowError(f"history[{i}] must be a pair of strings [instruction, response]")
+        turns += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    return turns
+
+
 def to_messages(row: Any, fmt: str | None = None) -> tuple[str, list[dict]]:
     """(format, messages) for a row, or RowError with the first thing wrong with it."""
     fmt = fmt or detect_format(row)
@@ -119,7 +192,12 @@ def to_messages(row: Any, fmt: str | None = None) -> tuple[str, list[dict]]:
         extra = _text(row, extra_field, required=False)
         answer = _text(row, answer_field, required=True)
         prompt = joined.format(main=main, extra=extra) if extra.strip() else main
-        return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        system = _text(row, "system", required=False)
+        head = [{"role": "system", "content": system}] if system.strip() else []
+        return fmt, head + _history(row) + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    if fmt == "text":
+        # Plain text to learn whole (continued pre-training style): one assistant turn, all of it labelled.
+        return fmt, [{"role": "assistant", "content": _text(row, "text", required=True)}]
     raise RowError(f"unknown format '{fmt}' (expected {FORMAT_HELP})")
 
 

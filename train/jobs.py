@@ -47,7 +47,8 @@ class FinetuneRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(DEFAULT_MODEL_NAME, description="Base model: a prepared model name or a checkpoint folder.")
+    model: str = Field(DEFAULT_MODEL_NAME, description="Base model: a prepared model name, a checkpoint folder or "
+                       "a Hugging Face hub id (org/name[@revision]) in the HF cache.")
     dataset_id: str = Field(description="Id of an uploaded dataset (POST /api/datasets).")
     name: str | None = Field(None, max_length=120, description="Display name; defaults to '<model> on <dataset>'.")
     epochs: int = Field(1, ge=1, le=100, description="Passes over the dataset.")
@@ -162,6 +163,7 @@ class JobManager:
         config = {
             **request.model_dump(), "task_id": task_id, "use_gpu": use_gpu, "model_path": str(model_path),
             "dataset_path": str(self.store.dataset_file(dataset.id)), "format": dataset.format,
+            "column_mapping": dataset.report.get("column_mapping") or {},
             "dataset_rows": dataset.rows_valid, "output_dir": str(task_dir), "demand": need,
             "worker_bundle": bundle,
         }

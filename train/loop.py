@@ -24,7 +24,8 @@ from ray.train import Checkpoint, UserCallback
 
 from train import task_folder
 from train.formats import encode_for_training
-from train.validation import bounded, check_batch, check_pool, load_tokenizer, read_rows
+from train.readers import data_kind, read_rows
+from train.validation import bounded, check_batch, check_pool, load_tokenizer
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -45,15 +46,18 @@ def _tokenize_batch(batch: pa.Table, fmt: str, model_path: str, max_length: int)
     return {"input_ids": out[0], "labels": out[1]}
 
 
-def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, seed: int):
+def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, seed: int,
+                     columns: dict[str, str] | None = None):
     """The valid rows of the dataset's format, tokenized with assistant-only labels, shuffled once, materialized.
+    ``columns`` is the column mapping the upload was validated with (field → column).
 
     Materializing before the trainer starts matters on small clusters: Ray Data then needs no CPU while the
     training workers hold them all, and every epoch (and every resume) reads the same tokenized rows.
     """
     ds = bounded(read_rows(path)).map_batches(
         check_batch, batch_format="pyarrow", batch_size=None, compute=check_pool(),
-        fn_kwargs={"model_path": None, "max_row_bytes": 1 << 20, "keep_messages": True},
+        fn_kwargs={"model_path": None, "max_row_bytes": 1 << 20, "keep_messages": True,
+                   "tabular": data_kind(path) != "jsonl", "columns": columns or None},
     )
     ds = ds.map_batches(
         _tokenize_batch, batch_format="pyarrow", batch_size=256, compute=check_pool(),

@@ -33,7 +33,8 @@ def run(task_dir: Path) -> dict:
     write_json(task_dir / STATUS, {"state": "preparing", "phase": "tokenizing the dataset", "updated_at": started})
     log(task_dir, f"task {cfg['task_id']}: model {cfg['model']}, dataset {cfg['dataset_id']} ({cfg['format']})",
         echo=True)
-    ds = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"], cfg["max_length"], cfg["seed"])
+    ds = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"], cfg["max_length"], cfg["seed"],
+                          cfg.get("column_mapping"))
     rows = ds.count()
     if rows < cfg["num_workers"]:
         raise ValueError(f"only {rows} usable rows after tokenization, fewer than the {cfg['num_workers']} workers")

@@ -19,6 +19,10 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, Field
 
+# How a stored dataset's data file (or folder) is named, by file format: train.uploads writes one per dataset.
+DATA_FILES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "csv": "data.csv", "tsv": "data.tsv",
+              "arrow": "data.arrow", "hf-datasets": "data.hf"}
+
 ACTIVE_STATES = ("pending", "queued", "preparing", "training")
 FINAL_STATES = ("completed", "failed", "cancelled")
 
@@ -98,7 +102,13 @@ class FinetuneStore:
         return self.datasets_dir / dataset_id
 
     def dataset_file(self, dataset_id: str) -> Path:
-        return self.dataset_dir(dataset_id) / "data.jsonl"
+        """The dataset's stored data: ``data.jsonl``, ``data.parquet``, ``data.csv``, ``data.tsv``, ``data.arrow``
+        or the ``data.hf`` folder (train.readers.DATA_FILES), whichever its upload became."""
+        folder = self.dataset_dir(dataset_id)
+        for name in DATA_FILES.values():
+            if (folder / name).exists():
+                return folder / name
+        return folder / DATA_FILES["jsonl"]
 
     def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
         with self._connect() as db:

@@ -1,8 +1,10 @@
-"""Dataset validation on Ray Data: a streaming JSON Lines reader, per-batch checks, and the report they add up to.
+"""Dataset validation on Ray Data: per-batch checks over a streamed dataset, and the report they add up to.
 
-The file is read in 1 MiB chunks by one read task (so every row keeps its line number), the checks run as
-``map_batches`` tasks in parallel and fold each block into a summary, and the driver merges the summaries. Memory stays bounded by the
-block size, not the file size: a 50 MB single line is cut off at ``max_row_bytes`` and reported, never held.
+The stored file is read by ``train.readers`` (JSON Lines in 1 MiB chunks by one read task, so every row keeps its
+line number; Parquet, CSV/TSV and Arrow by Ray Data's readers, in order), the checks run as ``map_batches`` tasks
+in parallel and fold each block into a summary, and the driver merges the summaries. Memory stays bounded by the
+block size, not the file size: a 50 MB single JSON line is cut off at ``max_row_bytes`` and reported, never held.
+A column mapping (canonical field → column, ``train.formats.detect_columns``) renames each row's fields first.
 """
 
 from __future__ import annotations
@@ -14,94 +16,14 @@ import time
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
-from ray.data.datasource import FileBasedDatasource
 
-from train.formats import RowError, count_tokens, render, to_messages
+from train.formats import RowError, apply_columns, count_tokens, render, to_messages
+from train.readers import DEFAULT_MAX_ROW_BYTES, data_kind, read_rows
 
-CHUNK_BYTES = 1 << 20
-ROWS_PER_BLOCK = 4096
-DEFAULT_MAX_ROW_BYTES = 1 << 20
 PREVIEW_SCAN_ROWS = 200
-_SCHEMA = pa.schema([("row", pa.int64()), ("raw", pa.binary()), ("size", pa.int64())])
-
-
-class JsonLinesDatasource(FileBasedDatasource):
-    """One row per line: ``row`` (1-based line number), ``raw`` bytes (null when longer than the limit), ``size``.
-
-    Blank lines are skipped but still counted, so row numbers are the line numbers an editor shows.
-    """
-
-    def __init__(self, paths, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, **kwargs):
-        super().__init__(paths, **kwargs)
-        self.max_row_bytes = max_row_bytes
-
-    def _read_stream(self, f: "pa.NativeFile", path: str) -> Iterator[pa.Table]:
-        rows: list[int] = []
-        raws: list[bytes | None] = []
-        sizes: list[int] = []
-        line_no = 0
-        pending = b""
-        skipped = -1  # >= 0 while discarding the rest of an over-long line: its byte count so far
-
-        def emit(raw: bytes | None, size: int) -> None:
-            if raw is not None and not raw.strip():
-                return
-            rows.append(line_no)
-            raws.append(raw)
-            sizes.append(size)
-
-        first = True
-        while chunk := f.read(CHUNK_BYTES):
-            if first and chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]  # a UTF-8 byte-order mark is harmless: drop it rather than fail row 1
-            first = False
-            parts = chunk.split(b"\n")
-            for part in parts[:-1]:
-                line_no += 1
-                if skipped >= 0:
-                    emit(None, skipped + len(part))
-                    skipped = -1
-                    continue
-                line = pending + part if pending else part
-                pending = b""
-                emit(None if len(line) > self.max_row_bytes else line, len(line))
-            tail = parts[-1]
-            if skipped >= 0:
-                skipped += len(tail)
-            else:
-                pending += tail
-                if len(pending) > self.max_row_bytes:
-                    skipped, pending = len(pending), b""
-            if len(rows) >= ROWS_PER_BLOCK:
-                yield pa.Table.from_pydict({"row": rows, "raw": raws, "size": sizes}, schema=_SCHEMA)
-                rows, raws, sizes = [], [], []
-        if skipped >= 0 or pending:
-            line_no += 1
-            emit(None if skipped >= 0 else pending, skipped if skipped >= 0 else len(pending))
-        if rows:
-            yield pa.Table.from_pydict({"row": rows, "raw": raws, "size": sizes}, schema=_SCHEMA)
-
-
-def read_rows(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES):
-    """A Ray Dataset of the raw lines of a JSONL file (read on the node that holds it)."""
-    import ray
-    import ray.data
-
-    # The dataset store lives on this node's disk: pin the (single) read task here, even on a multi-node cluster
-    # (the same node label Ray Train uses to pin its controller). One block per ~4k rows already comes out of the
-    # read task, so Ray need not split a small file into many tasks.
-    here = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}
-    return ray.data.read_datasource(
-        JsonLinesDatasource(str(Path(path).resolve()), max_row_bytes=max_row_bytes),
-        label_selector=here,
-        override_num_blocks=1,
-        # The reader mostly waits on disk or on back-pressure: holding a CPU would leave one check task on 2 cores.
-        num_cpus=0,
-    )
 
 
 def bounded(ds, block_bytes: int = 2 << 20, object_store_bytes: int = 64 << 20):
@@ -155,25 +77,36 @@ def _decode_error(exc: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte 0x{bad} at position {exc.start}); save the file as UTF-8"
 
 
-def check_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, keep_messages: bool = False) -> pa.Table:
+def _records(batch: pa.Table, tabular: bool):
+    """(row number, raw JSON bytes or the record itself, size) per row; a tabular block numbers its rows from 1
+    (the driver adds the rows of the blocks before it)."""
+    if tabular:
+        return zip(range(1, batch.num_rows + 1), batch.to_pylist(), [0] * batch.num_rows)
+    return zip(batch.column("row").to_pylist(), batch.column("raw").to_pylist(), batch.column("size").to_pylist())
+
+
+def check_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, keep_messages: bool = False,
+                tabular: bool = False, columns: dict[str, str] | None = None) -> pa.Table:
     """Check each row: UTF-8, JSON, known format, fields and types; then count the tokens of the valid ones.
+    ``tabular``: the batch holds a table's own columns (Parquet, CSV, Arrow) instead of JSON lines; ``columns``
+    renames them to the fields they stand for.
 
     Output columns: row, format (null when invalid), error (null when valid), tokens (-1 when invalid or no
     model), messages (JSON of the normalized conversation, for preview rows or when ``keep_messages``).
     """
-    rows = batch.column("row").to_pylist()
-    raws = batch.column("raw").to_pylist()
-    sizes = batch.column("size").to_pylist()
+    rows: list[int] = []
     formats: list[str | None] = []
     errors: list[str | None] = []
     conversations: list[list[dict] | None] = []
-    for row, raw, size in zip(rows, raws, sizes):
+    for row, raw, size in _records(batch, tabular):
         fmt, error, messages = None, None, None
+        rows.append(row)
         if raw is None:
             error = f"row is {size:,} bytes, over the {max_row_bytes:,}-byte limit for one row"
         else:
             try:
-                fmt, messages = to_messages(json.loads(raw.decode("utf-8")))
+                record = raw if tabular else json.loads(raw.decode("utf-8"))
+                fmt, messages = to_messages(apply_columns(record, columns))
             except UnicodeDecodeError as exc:
                 error = _decode_error(exc)
             except json.JSONDecodeError as exc:
@@ -206,13 +139,14 @@ def check_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, kee
     )
 
 
-def summarize_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, keep: int) -> pa.Table:
+def summarize_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int, keep: int, tabular: bool = False,
+                    columns: dict[str, str] | None = None) -> pa.Table:
     """``check_batch`` folded into one summary row per block (JSON): row count, the first ``keep`` errors, and per
     format the valid count, first ``keep`` row numbers, token-length histogram and preview rows. The driver then
     merges a few numbers per block; folding every row there took ~15% of the 2 cores the checks need."""
     import pyarrow.compute as pc
 
-    checked = check_batch(batch, model_path, max_row_bytes)  # rows stay in file order within a block
+    checked = check_batch(batch, model_path, max_row_bytes, tabular=tabular, columns=columns)  # in file order
     failed = pc.is_valid(checked["error"])
     bad = checked.filter(failed).slice(0, keep)
     good = checked.filter(pc.invert(failed))
@@ -225,7 +159,7 @@ def summarize_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int,
             "valid": rows.num_rows,
             "first_rows": rows["row"].slice(0, keep).to_pylist(),
             "tokens": {str(c["values"]): c["counts"] for c in pc.value_counts(counted).to_pylist()},
-            "previews": list(zip(shown["row"].to_pylist(), shown["messages"].to_pylist())),
+            "previews": list(zip(shown["row"].to_pylist()[:keep], shown["messages"].to_pylist()[:keep])),
         }
     summary = {"rows": checked.num_rows, "errors": list(zip(bad["row"].to_pylist(), bad["error"].to_pylist())),
                "formats": formats}
@@ -233,7 +167,8 @@ def summarize_batch(batch: pa.Table, model_path: str | None, max_row_bytes: int,
 
 
 class RowIssue(BaseModel):
-    row: int = Field(description="1-based line number in the stored JSONL file.")
+    row: int = Field(description="1-based line number in a JSON Lines file; for a JSON array, Parquet, CSV or Arrow "
+                                 "the 1-based row (item) number, header excluded.")
     reason: str = Field(description="What is wrong with the row, in plain words.")
 
 
@@ -259,6 +194,12 @@ class ValidationReport(BaseModel):
     tokens: TokenStats | None = None
     preview: list[list[dict]] = Field(description="The first valid rows as the conversations trained on.")
     seconds: float = Field(description="Validation wall time.")
+    file_format: str | None = Field(None, description="How the file was stored and read: jsonl, json-array, parquet, "
+                                                      "csv, tsv, arrow or hf-datasets (a datasets save_to_disk folder).")
+    column_mapping: dict[str, str] = Field(
+        default_factory=dict, description="The dataset fields read from other columns (field → column), detected "
+        "from the column names or set by the uploader; empty when the columns already have the fields' names.")
+    column_mapping_source: str | None = Field(None, description="'detected' or 'user' when column_mapping is set.")
 
 
 def _percentile(counts: Counter, q: float) -> int:
@@ -281,18 +222,23 @@ def validate_dataset(
     max_errors: int = 20,
     preview_rows: int = 5,
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    columns: dict[str, str] | None = None,
+    file_format: str | None = None,
 ) -> ValidationReport:
-    """Validate a JSONL file with Ray Data (needs a connected Ray) and fold the results into one report.
+    """Validate a stored dataset (JSON Lines, Parquet, CSV/TSV, Arrow, a datasets folder) with Ray Data (needs a
+    connected Ray) and fold the results into one report; ``columns`` maps fields to the columns holding them.
 
     Rows of a format other than the dataset's main one are reported as invalid: one dataset trains one way.
     """
     start = time.perf_counter()
+    tabular = data_kind(path) != "jsonl"
     ds = bounded(read_rows(path, max_row_bytes)).map_batches(
         summarize_batch,
         compute=check_pool(),
         batch_format="pyarrow",
         batch_size=None,
-        fn_kwargs={"model_path": model_path, "max_row_bytes": max_row_bytes, "keep": max_errors},
+        fn_kwargs={"model_path": model_path, "max_row_bytes": max_row_bytes, "keep": max_errors, "tabular": tabular,
+                   "columns": columns or None},
         # One tokenizer thread per check task: the pool already has a task per core, and the Rust tokenizer's own
         # threads on top only fight those tasks for the same cores.
         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
@@ -305,20 +251,24 @@ def validate_dataset(
     previews: dict[str, list[tuple[int, str]]] = {}
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         for summary in map(json.loads, batch.column("summary").to_pylist()):
+            base = total if tabular else 0  # a tabular block numbers its rows from 1; blocks come in file order
             total += summary["rows"]
             for row, error in summary["errors"]:
-                heapq.heappush(errors, (-row, error))
+                heapq.heappush(errors, (-(base + row), error))
                 if len(errors) > max_errors:
                     heapq.heappop(errors)
             for fmt, part in summary["formats"].items():
                 by_format[fmt] += part["valid"]
                 heap = first_rows.setdefault(fmt, [])
                 for row in part["first_rows"]:
-                    heapq.heappush(heap, -row)
+                    heapq.heappush(heap, -(base + row))
                     if len(heap) > max_errors:
                         heapq.heappop(heap)
                 lengths.setdefault(fmt, Counter()).update({int(k): v for k, v in part["tokens"].items()})
-                previews.setdefault(fmt, []).extend((row, msgs) for row, msgs in part["previews"])
+                shown = previews.setdefault(fmt, [])
+                shown.extend((base + row, msgs) for row, msgs in part["previews"])
+                if tabular:  # its blocks come in file order (preserve_order): the first rows are enough
+                    del shown[max(preview_rows, 1) * 4:]
     main = max(by_format, key=lambda f: (by_format[f], f == "chat")) if by_format else None
     issues = [(-r, reason) for r, reason in errors]
     for fmt, heap in first_rows.items():
@@ -351,4 +301,6 @@ def validate_dataset(
         tokens=stats,
         preview=preview,
         seconds=round(time.perf_counter() - start, 3),
+        file_format=file_format or data_kind(path),
+        column_mapping=columns or {},
     )

@@ -3,6 +3,7 @@ delete (a thin layer over ``train.datasets``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -26,7 +27,10 @@ _UPLOAD_SCHEMA = {
             "type": "object",
             "required": ["file"],
             "properties": {
-                "file": {"type": "string", "format": "binary", "description": "JSON Lines or a JSON array of rows."},
+                "file": {"type": "string", "format": "binary", "description": "JSON Lines, a JSON array of rows, "
+                         "Parquet, CSV/TSV, Arrow/Feather, or a zip/tar of a datasets save_to_disk folder."},
+                "columns": {"type": "string", "description": "Column mapping as a JSON object, field → column "
+                            "(e.g. {\"instruction\": \"prompt\", \"output\": \"completion\"}); default: detected."},
                 "name": {"type": "string", "description": "Display name (default: the file name)."},
                 "model": {"type": "string", "description": "Model for the token statistics.",
                           "default": DEFAULT_MODEL_NAME},
@@ -36,6 +40,19 @@ _UPLOAD_SCHEMA = {
         }}},
     }
 }
+
+
+def _columns(value: Any) -> dict[str, str] | None:
+    if not value:
+        return None
+    try:
+        mapping = json.loads(str(value))
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise HTTPException(422, detail='columns must be a JSON object of field → column, e.g. '
+                                        '{"instruction": "prompt", "output": "completion"}.')
+    return mapping
 
 
 def _max_length(value: Any) -> int:
@@ -67,10 +84,12 @@ async def upload(request: Request, service: Datasets) -> DatasetRecord:
                                 detail="No file: put the dataset in the multipart field 'file'.")
         model = str(form.get("model") or DEFAULT_MODEL_NAME)
         max_length = _max_length(form.get("max_length") or 1024)
+        columns = _columns(form.get("columns"))
         model_path = await run_in_threadpool(resolve_model_path, model)
         name = form.get("name")
         return await run_in_threadpool(
             service.create, file.file, file.filename, str(name) if name else None, str(model_path), model, max_length,
+            columns,
         )
     finally:
         await form.close()
