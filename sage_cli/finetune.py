@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -19,8 +23,13 @@ FINAL = ("completed", "failed", "cancelled")
 
 @app.command()
 def start(
-    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="JSONL or JSON array of rows."),
-    model: str = typer.Option(DEFAULT_MODEL_NAME, "--model", help="Base model name or checkpoint folder."),
+    data: Path = typer.Option(..., "--data", exists=True, help="JSONL, a JSON array of rows, Parquet, CSV/TSV, "
+                              "Arrow/Feather, or a folder saved by Hugging Face datasets (save_to_disk)."),
+    model: str = typer.Option(DEFAULT_MODEL_NAME, "--model",
+                              help="Base model: a prepared name, a checkpoint folder or a hub id (org/name)."),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", metavar="FIELD=COLUMN,...",
+        help="Which columns hold the dataset's fields, e.g. instruction=prompt,output=completion (default: detected)."),
     epochs: int = typer.Option(1, help="Passes over the dataset."),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many steps."),
     batch_size: int = typer.Option(4, help="Rows per step on each worker."),
@@ -42,12 +51,15 @@ def start(
 ) -> None:
     """Upload a dataset, show its validation report, queue a fine-tune and follow it with a progress bar."""
     resources = _parse_resources(worker_resource or [])
-    with client(url) as http, open(data, "rb") as f:
-        ds = call(http, "POST", "/api/datasets", files={"file": (data.name, f)},
-                   data={"model": model, "max_length": str(max_length)})
+    form = {"model": model, "max_length": str(max_length)}
+    if columns:
+        form["columns"] = json.dumps(_parse_columns(columns))
+    with client(url) as http, _upload_file(data) as (filename, f):
+        ds = call(http, "POST", "/api/datasets", files={"file": (filename, f)}, data=form)
         report = ds["report"]
+        mapped = ", ".join(f"{k}←{v}" for k, v in report.get("column_mapping", {}).items())
         typer.echo(f"dataset {ds['id']}: {report['format']}, {report['rows_valid']} valid / "
-                   f"{report['rows_total']} rows")
+                   f"{report['rows_total']} rows" + (f" (columns {mapped})" if mapped else ""))
         for err in report["errors"][:5]:
             typer.secho(f"  row {err['row']}: {err['reason']}", fg="yellow")
         if report.get("tokens") and report["tokens"]["over_max_length"]:
@@ -63,6 +75,32 @@ def start(
         typer.echo(f"task {task['id']} {task['state']}")
         if not detach:
             _follow(http, task["id"])
+
+
+@contextmanager
+def _upload_file(data: Path):
+    """(file name, open file) to upload: the file itself, or a folder (a datasets save_to_disk) zipped first."""
+    if not data.is_dir():
+        with open(data, "rb") as f:
+            yield data.name, f
+        return
+    with tempfile.TemporaryFile() as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:  # Arrow shards barely compress: store them
+            for path in sorted(p for p in data.rglob("*") if p.is_file()):
+                zf.write(path, path.relative_to(data).as_posix())
+        tmp.seek(0)
+        yield f"{data.name}.zip", tmp
+
+
+def _parse_columns(text: str) -> dict[str, str]:
+    """``"instruction=prompt,output=completion"`` → ``{"instruction": "prompt", ...}``; the studio checks names."""
+    pairs = {}
+    for item in text.split(","):
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise typer.BadParameter(f"'{item}' is not FIELD=COLUMN (e.g. instruction=prompt)", param_hint="--columns")
+        pairs[field.strip()] = column.strip()
+    return pairs
 
 
 def _parse_resources(items: list[str]) -> dict[str, float]:

@@ -164,3 +164,21 @@ def test_wrong_columns_and_unknown_models_get_a_clear_4xx(http, sage_home):
     assert "'nobody/no-such-model' is not in the Hugging Face cache" in detail
     assert "sage models pull nobody/no-such-model" in detail
     assert sorted(p.name for p in (sage_home.parent).iterdir()) == before  # nothing written beside the stores
+
+
+def test_cli_uploads_a_datasets_folder_with_its_column_mapping(ft_app, tmp_path):
+    """``sage finetune start --data FOLDER`` zips a save_to_disk folder; ``--columns`` names the columns (the
+    fine-tune itself is refused here — 200 workers — so only the upload runs)."""
+    from typer.testing import CliRunner
+
+    from sage_cli.finetune import app
+
+    rows = [{"ask": f"Say {w}.", "say": w} for w in ["alpha", "beta", "gamma"] * 4]
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "data-00000-of-00001.arrow").write_bytes(_arrow_stream(_table(rows)))
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    result = CliRunner().invoke(app, ["start", "--data", str(folder), "--model", "tiny-llama", "--columns",
+                                      "instruction=ask,output=say", "--num-workers", "200", "--url", ft_app.base_url])
+    assert "alpaca, 12 valid / 12 rows (columns instruction←ask, output←say)" in result.output, result.output
+    assert result.exit_code != 0 and "200" in result.output.split("\n", 1)[1], result.output
