@@ -104,3 +104,26 @@ def test_models_pull_and_list(hub_model, tiny_model_dir, sage_home):
     assert models[task]["kind"] == "finetune" and models[task]["base"] == hub_model
     table = runner.invoke(app, ["models", "list"])
     assert hub_model in table.output and "cached" in table.output and "listed fine-tune" in table.output
+
+
+@pytest.mark.slow
+def test_a_gguf_file_in_the_cache_is_converted_once(sage_home):
+    """``org/name:file.gguf`` (the embedded SmolLM2 GGUF, laid in the cache as a hub repo) becomes a safetensors
+    checkpoint under SAGE_HOME/models with its manifest; later look-ups find it without converting again."""
+    from conftest import write_hub_cache
+    from sage_studio.model_store import _find_gguf
+
+    gguf = _find_gguf()
+    staging = sage_home / "gguf-repo"
+    staging.mkdir(exist_ok=True)
+    if not (staging / gguf.name).exists():
+        (staging / gguf.name).symlink_to(gguf)
+    write_hub_cache(staging, "sage-test/smol-gguf")
+    ref = f"sage-test/smol-gguf:{gguf.name}"
+    assert find_model_path(ref) is None  # a look-up never converts
+    assert served_name(ref) == "sage-test/smol-gguf"
+    path = resolve_model_path(ref)
+    assert path == sage_home / "models" / f"sage-test--smol-gguf--{gguf.stem}"
+    assert (path / "config.json").is_file() and (path / "sage_manifest.json").is_file()
+    assert json.loads((path / "sage_manifest.json").read_text())["source"] == ref
+    assert find_model_path(ref) == path
