@@ -54,28 +54,11 @@ def tiny_model_dir(sage_home) -> Path:
     return build_tiny_llama(sage_home / "models" / "tiny-llama")
 
 
-def write_hub_cache(model_dir: Path, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
-    """Lay ``model_dir`` out in the HF cache as the hub would: blobs, ``snapshots/<commit>`` links, ``refs/main``."""
-    from sage_studio.hub import hub_cache_dir
-
-    repo = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    (repo / "blobs").mkdir(exist_ok=True)
-    for i, src in enumerate(sorted(p for p in Path(model_dir).iterdir() if p.is_file())):
-        blob = repo / "blobs" / f"{i:040x}"
-        shutil.copyfile(src, blob)
-        link = snapshot / src.name
-        if not link.exists():
-            link.symlink_to(Path("..", "..", "blobs", blob.name))
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    return snapshot
-
-
 @pytest.fixture(scope="session")
 def hub_model(tiny_model_dir) -> str:
     """The tiny model in the run's Hugging Face cache as ``sage-test/tiny-llama``; returns the hub id."""
+    from studio_helpers import write_hub_cache
+
     write_hub_cache(tiny_model_dir, HUB_REPO)
     return HUB_REPO
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from ray import serve
 
+from studio_helpers import deploy_declaratively
 from deployments.config import ModelConfig, StudioConfig
 from sage_studio.settings import get_settings
 from sage_studio.testing import train_canary_adapter
@@ -40,23 +41,10 @@ def completed_task(store, tiny_model_dir, name: str, reply: str) -> str:
 @pytest.fixture(scope="module")
 def swap_url(studio, ray_cluster, tiny_model_dir):
     """A studio deployed declaratively (as `sage studio start` and `serve deploy` do), so it can be redeployed."""
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
     model = ModelConfig(name="tiny-llama", source=str(tiny_model_dir), engine="vllm", max_model_len=512,
                         cpu_kvcache_gib=1, max_lora_rank=8)
-    args = StudioConfig(models=[model], remote=None).model_dump(mode="json")
-    client = ServeSubmissionClient(ray_cluster.dashboard_url)
-    client.deploy_applications({"applications": [
-        {"name": "swap", "route_prefix": "/swap", "import_path": "deployments.app:build_app", "args": args}]})
-    url = f"{studio.base_url}/swap"
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = client.get_serve_details()["applications"].get("swap", {}).get("status")
-        if status == "RUNNING":
-            break
-        assert status != "DEPLOY_FAILED", client.get_serve_details()["applications"]["swap"]["message"]
-        time.sleep(2)
-    yield url
+    deploy_declaratively(ray_cluster.dashboard_url, "swap", StudioConfig(models=[model], remote=None))
+    yield f"{studio.base_url}/swap"
     serve.delete("swap")
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from ray import serve
 
+from studio_helpers import deploy_declaratively
 from deployments.config import ModelConfig, StudioConfig
 from test_hotswap import Traffic, ask
 
@@ -22,21 +23,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def hub_url(studio, ray_cluster, hub_model):
     """The studio deployed declaratively (so it can hot-swap) with one model, ``source`` and name the hub id."""
-    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
-
     model = ModelConfig(name=hub_model, source=hub_model, engine="vllm", max_model_len=512, cpu_kvcache_gib=1,
                         max_lora_rank=8)
-    args = StudioConfig(models=[model], remote=None).model_dump(mode="json")
-    client = ServeSubmissionClient(ray_cluster.dashboard_url)
-    client.deploy_applications({"applications": [
-        {"name": "hub", "route_prefix": "/hub", "import_path": "deployments.app:build_app", "args": args}]})
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = client.get_serve_details()["applications"].get("hub", {}).get("status")
-        if status == "RUNNING":
-            break
-        assert status != "DEPLOY_FAILED", client.get_serve_details()["applications"]["hub"]["message"]
-        time.sleep(2)
+    deploy_declaratively(ray_cluster.dashboard_url, "hub", StudioConfig(models=[model], remote=None))
     yield f"{studio.base_url}/hub"
     serve.delete("hub")
 

@@ -110,7 +110,7 @@ def test_models_pull_and_list(hub_model, tiny_model_dir, sage_home):
 def test_a_gguf_file_in_the_cache_is_converted_once(sage_home):
     """``org/name:file.gguf`` (the embedded SmolLM2 GGUF, laid in the cache as a hub repo) becomes a safetensors
     checkpoint under SAGE_HOME/models with its manifest; later look-ups find it without converting again."""
-    from conftest import write_hub_cache
+    from studio_helpers import write_hub_cache
     from sage_studio.model_store import _find_gguf
 
     gguf = _find_gguf()

@@ -1,0 +1,46 @@
+"""Helpers of the tests that need a studio laid out as users have it: an app deployed declaratively (so it can be
+hot-swapped), and a model laid out in the Hugging Face cache as the hub lays it out."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+
+def deploy_declaratively(dashboard_url: str, name: str, config, timeout: float = 600) -> None:
+    """Deploy ``build_app(config)`` as the app ``name`` at ``/name`` through Serve's declarative REST API (as
+    `sage studio start` and `serve deploy` do, so it can be hot-swapped) and wait until it runs."""
+    from ray.dashboard.modules.serve.sdk import ServeSubmissionClient
+
+    client = ServeSubmissionClient(dashboard_url)
+    client.deploy_applications({"applications": [{"name": name, "route_prefix": f"/{name}",
+                                                   "import_path": "deployments.app:build_app",
+                                                   "args": config.model_dump(mode="json")}]})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        app = client.get_serve_details()["applications"].get(name, {})
+        if app.get("status") == "RUNNING":
+            return
+        assert app.get("status") != "DEPLOY_FAILED", app.get("message")
+        time.sleep(2)
+    raise AssertionError(f"the app {name} did not start in {timeout:.0f} s")
+
+
+def write_hub_cache(model_dir: Path, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Lay ``model_dir`` out in the HF cache as the hub would: blobs, ``snapshots/<commit>`` links, ``refs/main``."""
+    from sage_studio.hub import hub_cache_dir
+
+    repo = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "blobs").mkdir(exist_ok=True)
+    for i, src in enumerate(sorted(p for p in Path(model_dir).iterdir() if p.is_file())):
+        blob = repo / "blobs" / f"{i:040x}"
+        shutil.copyfile(src, blob)
+        link = snapshot / src.name
+        if not link.exists():
+            link.symlink_to(Path("..", "..", "blobs", blob.name))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
