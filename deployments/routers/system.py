@@ -18,7 +18,8 @@ def _unknown(name: str) -> str:
     if name == DEFAULT_MODEL_NAME:
         return (f"The model '{name}' is not prepared yet in this studio's SAGE_HOME, so it cannot be sized: "
                 "`sage models prepare` or `sage studio start` prepares it.")
-    return f"Unknown model '{name}': neither a checkpoint folder nor a prepared model."
+    return (f"Unknown model '{name}': neither a checkpoint folder, a prepared model nor a hub id in the Hugging Face "
+            "cache (`sage models pull org/name` fetches one).")
 
 
 def _gpu_info(model: str | None) -> dict[str, Any]:
