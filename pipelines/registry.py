@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.operators import BUILTIN_OPERATORS
-from pipelines.operators.base import Operator
+from pipelines.operators.base import DataType, Operator, compatible
 
 CATEGORY_ORDER = ("source", "transform", "rag", "join", "llm", "evaluator", "sink")
 
@@ -47,7 +47,7 @@ class NodeRegistry:
             "description": op.description,
             "inputs": [
                 {"name": name, "type": port.type.value, "required": port.required, "multiple": port.multiple,
-                 "description": port.description}
+                 "description": port.description, "accepts": accepted_types(port.type)}
                 for name, port in op.inputs.items()
             ],
             "output": {"name": "output", "type": op.output.value},
@@ -62,6 +62,12 @@ class NodeRegistry:
             return rank, name
 
         return [self.describe(name) for name in sorted(self._operators, key=order)]
+
+
+def accepted_types(accepted: DataType) -> list[str]:
+    """The output types an input of type ``accepted`` takes, by the builder's own rule (``compatible``): the
+    palette carries them so an editor refuses the wires the builder would refuse, without a copy of the rule."""
+    return [t.value for t in DataType if compatible(t, accepted)]
 
 
 def default_registry() -> NodeRegistry:

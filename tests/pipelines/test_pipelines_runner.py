@@ -6,7 +6,7 @@ import threading
 import time
 
 from pipelines import PipelineBuilder, PipelineRunner
-from pipelines.operators.base import Operator, OperatorConfig, Port, DataType
+from pipelines.operators.base import DataType, Operator, OperatorConfig, Port, compatible
 from pipelines.registry import NodeRegistry, default_registry
 from pipelines.operators import BUILTIN_OPERATORS
 from tests.pipelines.pipeline_helpers import hybrid_rag_pipeline, make_pipeline, run
@@ -124,3 +124,14 @@ def test_palette_lists_every_operator_with_a_config_schema():
     assert retriever["config_schema"]["properties"]["top_k"]["default"] == 3
     assert {p["name"] for p in retriever["inputs"]} == {"documents", "query"}
     assert all(e["description"] for e in palette)
+
+
+def test_palette_ports_carry_the_builders_type_rule():
+    # Each input lists the output types it accepts, computed with the builder's `compatible`, for every pair.
+    for entry in default_registry().palette():
+        for port in entry["inputs"]:
+            accepted = DataType(port["type"])
+            assert port["accepts"] == [t.value for t in DataType if compatible(t, accepted)]
+    generator = next(e for e in default_registry().palette() if e["type"] == "generator")
+    assert {p["name"]: p["accepts"] for p in generator["inputs"]} == {"prompt": ["messages", "any"],
+                                                                      "session": ["text", "any"]}
