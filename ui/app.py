@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
-from ui import strings  # noqa: E402
+from ui import flow_canvas, strings  # noqa: E402
 from ui.client import StudioClient  # noqa: E402
 from ui.page_head import HeadTags  # noqa: E402
 from ui.tabs.chat import create_chat_tab  # noqa: E402
@@ -73,7 +73,8 @@ def _icon_link() -> str:
 
 def launch_kwargs() -> dict:
     """Look-and-feel options Gradio 6 takes at mount/launch time rather than on the Blocks."""
-    return {"theme": theme(), "css_paths": [CSS_PATH], "favicon_path": str(FAVICON), "footer_links": []}
+    return {"theme": theme(), "css_paths": [CSS_PATH, *flow_canvas.CSS_PATHS], "favicon_path": str(FAVICON),
+            "footer_links": []}
 
 
 def create_ui_app(base_url: str, api_key: str | None = None, dashboard_url: str | None = None,

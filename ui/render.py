@@ -7,6 +7,7 @@ hold markup.
 from __future__ import annotations
 
 import html
+import json
 from typing import Any, Iterable
 
 from ui import strings
@@ -22,6 +23,12 @@ def notice(text: str, kind: str = "info") -> str:
     icon = {"ok": "✓", "warn": "!", "error": "✕"}.get(kind, "i")
     return (f'<div class="sage-notice sage-{kind}" role="{"alert" if kind == "error" else "status"}">'
             f'<span class="sage-icon">{icon}</span><span class="sage-text">{esc(text)}</span></div>')
+
+
+def preview(value: Any, limit: int = 400) -> str:
+    """A value as a short text: strings as they are, anything else as JSON, cut at ``limit`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def error_text(exc: Exception, feature: str) -> str:

@@ -21,6 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 VIEWPORT = {"width": 1440, "height": 1000}
+LAPTOP = {"width": 1280, "height": 800}  # the smallest screen the UI must work on without scrolling sideways
 # Bounds for a loaded 2-core machine (other suites running Ray and vLLM beside these); an idle one takes seconds.
 ACTION_TIMEOUT_MS = 60_000
 LOAD_TIMEOUT_MS = 90_000
@@ -163,17 +164,15 @@ class StudioPage:
     def tab(self, name: str) -> None:
         self.page.get_by_role("tab", name=name).click()
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
 
-@pytest.fixture
-def studio_page(browser):
-    """A fresh browser context per test (no shared Gradio session state)."""
-    context = browser.new_context(viewport=VIEWPORT)
+def _studio_page(browser, viewport: dict):
+    context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.set_default_timeout(ACTION_TIMEOUT_MS)
     page.set_default_navigation_timeout(LOAD_TIMEOUT_MS)  # the first page load builds Gradio's assets cache
@@ -182,3 +181,15 @@ def studio_page(browser):
     page.on("pageerror", lambda exc: result.console_errors.append(f"page error: {exc}"))
     yield result
     context.close()
+
+
+@pytest.fixture
+def studio_page(browser):
+    """A fresh browser context per test (no shared Gradio session state)."""
+    yield from _studio_page(browser, VIEWPORT)
+
+
+@pytest.fixture
+def laptop_page(browser):
+    """``studio_page`` on a 1280×800 screen."""
+    yield from _studio_page(browser, LAPTOP)

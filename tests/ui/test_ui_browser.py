@@ -122,6 +122,7 @@ def test_dataset_with_errors_gets_a_readable_report(studio_page, ui_studio, tmp_
 def test_two_node_pipeline_from_the_palette_runs(studio_page, ui_studio):
     page = studio_page.open(ui_studio.ui_url).page
     studio_page.tab("Pipelines")
+    page.locator("#pl-keyboard").click()  # the canvas's keyboard panel: tests/ui/test_ui_flow_canvas.py drags
     pick(page, "pl-operator", "source · Text input")
     page.locator("#pl-add").click()
     expect(page.locator("#pipeline-graph .sage-node")).to_have_count(1)
@@ -217,7 +218,7 @@ def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
     # picture is taken once it is there.
     checks = {
         "Chat": [('#chat-bot [data-testid="bot"]', None)],
-        "Pipelines": [("#pl-operator input", None)],
+        "Pipelines": [("#pl-palette .sage-chip", None)],
         # The periodic refresh filled table, log and plot.
         "Fine-tune": [("#ft-task-status .sage-notice", None), ("#ft-recommendation", "LoRA r")],
         "Models": [("#models-current", current), ("#models-available .sage-card.sage-active", current)],
@@ -254,7 +255,6 @@ def test_chat_says_why_when_the_engine_is_stopped(studio_page, ui_studio, deploy
         page.locator("#chat-new").click()
         expect(page.locator("#chat-sessions label.selected")).to_have_text("New chat")
         assert studio_page.console_errors == []
-    finally:
-        if ui_studio.shared:  # the session's other tests need the engine back
-            deploy(ui_studio.dashboard_url, [{"name": ui_studio.app_name, "route_prefix": ui_studio.route_prefix,
-                                              "import_path": "deployments.app:build_app", "args": ui_studio.args}])
+    finally:  # the engine comes back: the session's other tests, and the UI tests in later files, need it
+        deploy(ui_studio.dashboard_url, [{"name": ui_studio.app_name, "route_prefix": ui_studio.route_prefix,
+                                          "import_path": "deployments.app:build_app", "args": ui_studio.args}])

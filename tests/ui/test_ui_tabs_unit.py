@@ -5,6 +5,7 @@ edits and config form work on the real operator palette."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -98,7 +99,9 @@ def test_pipeline_edits_through_the_controller(palette):
     v = view(pl.add(edit.new_pipeline(), edit.empty_history(), palette, "text_input"))
     v = view(pl.add(v["pipeline"], v["history"], palette, "print_sink"))
     v = view(pl.connect(v["pipeline"], v["history"], palette, "text_input_1", "print_sink_1", None))
-    assert v["graph"].count('class="sage-node"') == 2 and v["graph"].count('class="sage-edge"') == 1
+    canvas = json.loads(v["canvas"])
+    assert [n["id"] for n in canvas["nodes"]] == ["text_input_1", "print_sink_1"]
+    assert canvas["wires"] == [{"source": "text_input_1", "target": "print_sink_1", "port": "value"}]
     assert v["conns"]["choices"] == [("text_input_1 → print_sink_1.value", 0)]
     assert v["node"]["value"] == "print_sink_1"
 
@@ -110,6 +113,41 @@ def test_pipeline_edits_through_the_controller(palette):
     assert "Nothing to undo." in emptied["status"]
 
 
+def test_canvas_events_edit_select_and_undo_through_the_controller(palette):
+    pl = PipelinesController(StudioClient("http://127.0.0.1:9"))
+
+    def on_canvas(v, edit_request, runs=None):
+        evt = gr.EventData(None, {"edit": edit_request})
+        return dict(zip(VIEW_OUTPUTS, pl.canvas_edit(v["pipeline"], v["history"], palette, runs or v["results"],
+                                                     v["issues"], evt), strict=True))
+
+    start = {"pipeline": edit.new_pipeline(), "history": edit.empty_history(), "results": {}, "issues": []}
+    v = on_canvas(start, {"op": "add", "type": "text_input", "x": 40, "y": 60})
+    v = on_canvas(v, {"op": "add", "type": "print_sink", "x": 300, "y": 60})
+    v = on_canvas(v, {"op": "connect", "source": "text_input_1", "target": "print_sink_1", "port": "value"})
+    assert len(v["pipeline"]["connections"]) == 1 and len(v["history"]["past"]) == 3
+    runs = {"print_sink_1": {"status": "ok", "duration_ms": 2, "output": "hi"}}
+    # Selecting and moving keep the last run on the canvas; only moving can be undone.
+    picked = on_canvas(v, {"op": "select", "id": "text_input_1"}, runs)
+    assert picked["node"]["value"] == "text_input_1" and picked["history"] == v["history"]
+    assert json.loads(picked["canvas"])["runs"]["print_sink_1"]["preview"] == "hi"
+    moved = on_canvas(picked, {"op": "move", "id": "print_sink_1", "x": 420, "y": 90}, runs)
+    assert moved["pipeline"]["nodes"][1]["position"] == {"x": 420.0, "y": 90.0} and moved["results"] == runs
+    assert "print_sink_1 · ok · 2 ms" in moved["node_output"]
+    undone = on_canvas(moved, {"op": "undo"})
+    assert undone["pipeline"]["nodes"][1]["position"] == {"x": 300.0, "y": 60.0}
+    assert on_canvas(undone, {"op": "redo"})["pipeline"] == moved["pipeline"]
+    # A refused edit leaves the document as it was and says why; so does nonsense from the browser.
+    refused = on_canvas(v, {"op": "connect", "source": "print_sink_1", "target": "print_sink_1", "port": "value"})
+    assert refused["pipeline"] == v["pipeline"] and "A node cannot feed itself." in refused["status"]
+    assert "does not understand" in on_canvas(v, {"op": "teleport"})["status"]
+    # After a deletion nothing is selected, so a second Delete on the canvas removes nothing more.
+    removed = on_canvas(v, {"op": "remove", "id": "print_sink_1"})
+    assert removed["node"]["value"] is None and json.loads(removed["canvas"])["selected"] is None
+    laid = on_canvas(v, {"op": "layout"})
+    assert json.loads(laid["canvas"])["fit"] is True and laid["history"]["past"][-1] == v["pipeline"]
+
+
 def test_the_config_form_is_built_from_the_schema_and_checks_values(palette):
     pl = PipelinesController(StudioClient("http://127.0.0.1:9"))
     doc, node_id = edit.add_node(edit.new_pipeline(), palette["text_template"])
@@ -117,6 +155,9 @@ def test_the_config_form_is_built_from_the_schema_and_checks_values(palette):
         pl.config_form([gr.State() for _ in range(3)], [gr.State() for _ in VIEW_OUTPUTS], doc, node_id, palette)
     labels = [getattr(b, "label", None) for b in blocks.blocks.values()]
     assert "Template *" in labels and "Label" in labels
+    # Every field can be edited, also those that start with a value (gr.render would show those read-only).
+    fields = [b for b in blocks.blocks.values() if isinstance(b, (gr.Textbox, gr.Number, gr.Dropdown, gr.Checkbox))]
+    assert fields and all(b.interactive for b in fields)
 
     specs = schema_form.fields(palette["text_template"]["config_schema"])
     hist = edit.empty_history()
