@@ -193,6 +193,15 @@ def test_drag_wire_move_save_and_run_on_the_canvas(studio_page, ui_studio):
     expect(page.locator("#pl-node-output .sage-node-output-body")).to_have_text(answer)
     studio_page.screenshot("pipelines-canvas-run", full_page=False)
 
+    # Opened again from the saved list, the pipeline comes back where it was drawn.
+    page.locator("#pl-new").click()
+    expect(canvas.nodes).to_have_count(0)
+    pick(page, "pl-saved", f"Untitled pipeline ({pipeline_id})")
+    page.locator("#pl-open").click()
+    expect(canvas.nodes).to_have_count(4)
+    expect(canvas.edges).to_have_count(3)
+    canvas.expect_position("print_sink_1", moved)
+
     studio_host = urlparse(ui_studio.ui_url).hostname
     assert {urlparse(u).hostname for u in requested if u.startswith("http")} == {studio_host}  # offline: no CDN
     assert studio_page.console_errors == []
@@ -244,6 +253,11 @@ def test_the_canvas_refuses_a_wrong_wire_and_points_at_problems(studio_page, ui_
     page.keyboard.press("Control+z")
     canvas.idle()
     expect(canvas.nodes).to_have_count(2)
+    # Auto-layout: unconnected, both nodes are sources, so they stack in the first column.
+    page.locator("#pl-layout").click()
+    canvas.idle()
+    canvas.expect_position("text_input_1", {"x": 40, "y": 40})
+    canvas.expect_position("generator_1", {"x": 40, "y": 190})
     assert studio_page.console_errors == []
 
 

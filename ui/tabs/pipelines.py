@@ -372,8 +372,10 @@ def _wire(tab: gr.Tab, pl: PipelinesController, c: dict[str, Any]) -> None:
     view = [c[name] for name in VIEW_OUTPUTS]
     export = [c[name] for name in EXPORT_OUTPUTS]
     marks = [c["results"], c["issues"]]
-    tab.select(pl.load, None, [c[name] for name in LOAD_OUTPUTS])
-    c["canvas"].edit(pl.canvas_edit, [*base, *marks], view)
+    # Quiet: the lists refresh each time the tab opens, and the canvas shows its own pending state while an edit
+    # is answered (Gradio's progress veil would flash over it at every drag).
+    tab.select(pl.load, None, [c[name] for name in LOAD_OUTPUTS], show_progress="hidden")
+    c["canvas"].edit(pl.canvas_edit, [*base, *marks], view, show_progress="hidden")
     c["operator"].change(pl.describe, [c["operator"], c["operators"]], [c["op_help"]])
     c["add"].click(pl.add, [*base, c["operator"]], view)
     c["remove"].click(pl.remove, [*base, c["node"]], view)
