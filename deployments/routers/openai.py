@@ -81,14 +81,20 @@ async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnRep
     try:
         while event is not None:
             if on_reply is not None:
-                parts.append(_delta_text(event))
+                if event.startswith("data: [DONE]"):
+                    # Stored before the client sees the end: a client closes the connection on [DONE], which can
+                    # cancel this generator before the stream's own end is reached.
+                    await on_reply("".join(parts))
+                    on_reply = None
+                else:
+                    parts.append(_delta_text(event))
             yield event
             event = await anext(rest, None)
     except Exception as exc:  # noqa: BLE001 - headers are gone once a stream has started: report it in-band
         error = {"error": {"message": f"generation failed: {exc}", "type": "server_error", "code": 500}}
         yield f"data: {json.dumps(error)}\n\n"
         return
-    # Stored once, after the stream ended completely; a client that disconnects mid-stream stores nothing.
+    # A stream without [DONE] is stored once it ended completely; a client that disconnects mid-stream stores nothing.
     if on_reply is not None:
         await on_reply("".join(parts))
 

@@ -46,6 +46,22 @@ def test_turns_are_stored_once_for_plain_and_streamed_replies(client, studio):
     assert listed[0]["id"] == session_id and listed[0]["message_count"] == 4
 
 
+def test_streamed_turn_is_stored_when_the_client_hangs_up_at_done(studio):
+    """The studio UI closes the connection as soon as it reads [DONE]; the turn must already be stored by then."""
+    for attempt in range(5):  # the hang-up races the gateway's stream ending: several tries make a lost turn show
+        session_id = new_session(studio.base_url)
+        body = {"model": studio.model, "messages": [{"role": "user", "content": f"Hang up {attempt}"}],
+                "max_tokens": 4, "temperature": 0, "stream": True, "session_id": session_id}
+        with httpx.stream("POST", f"{studio.base_url}/v1/chat/completions", json=body, timeout=60) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.strip() == "data: [DONE]":
+                    break
+        session = httpx.get(f"{studio.base_url}/sessions/{session_id}", timeout=30).json()
+        assert [m["role"] for m in session["messages"]] == ["user", "assistant"], session
+        assert session["title"] == f"Hang up {attempt}"
+
+
 def test_unknown_session_on_chat_is_404(client, studio):
     with pytest.raises(openai.NotFoundError) as info:
         chat(client, studio.model, "no-such-session", "hi")
