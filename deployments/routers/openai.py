@@ -20,11 +20,12 @@ from pydantic import BaseModel, Field
 from deployments.engines.base import OpenAIApi, OpenAIOutput, OpenAIRequest, OpenAIResponse
 from deployments.model_router import ModelRouter
 from deployments.services import Models, Services
-from sage_studio.memory.chat_memory import message_text
+from deployments.session_turns import StreamedReply, last_user_text, new_messages, reply_from_body
+from sage_studio.sessions.models import TurnMessage
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
 
 router = APIRouter()
-OnReply = Callable[[str], Awaitable[None]]
+OnReply = Callable[[TurnMessage], Awaitable[None]]
 
 
 def _body_schema(required: list[str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -70,13 +71,13 @@ async def _answer(models: ModelRouter, api: OpenAIApi, body: dict[str, Any], on_
         raise HTTPException(502, detail=f"The engine of '{target.model}' ended without an answer.")
     if isinstance(first, OpenAIResponse):
         if on_reply is not None and first.ok:
-            await on_reply(_reply_text(first.body))
+            await on_reply(reply_from_body(first.body))
         return JSONResponse(first.body, status_code=first.status)
     return StreamingResponse(_events(first, outputs, on_reply), media_type="text/event-stream")
 
 
 async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnReply | None) -> AsyncIterator[str]:
-    parts: list[str] = []
+    reply = StreamedReply()
     event = first
     try:
         while event is not None:
@@ -84,10 +85,10 @@ async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnRep
                 if event.startswith("data: [DONE]"):
                     # Stored before the client sees the end: a client closes the connection on [DONE], which can
                     # cancel this generator before the stream's own end is reached.
-                    await on_reply("".join(parts))
+                    await on_reply(reply.message())
                     on_reply = None
                 else:
-                    parts.append(_delta_text(event))
+                    reply.add(event)
             yield event
             event = await anext(rest, None)
     except Exception as exc:  # noqa: BLE001 - headers are gone once a stream has started: report it in-band
@@ -96,21 +97,7 @@ async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnRep
         return
     # A stream without [DONE] is stored once it ended completely; a client that disconnects mid-stream stores nothing.
     if on_reply is not None:
-        await on_reply("".join(parts))
-
-
-def _reply_text(body: dict[str, Any]) -> str:
-    choices = body.get("choices") or [{}]
-    return message_text((choices[0].get("message") or {}).get("content"))
-
-
-def _delta_text(event: str) -> str:
-    """The text a chat stream event adds (the studio reads it only to store a session's turn)."""
-    data = event.removeprefix("data: ").strip()
-    if not data.startswith("{"):
-        return ""
-    choices = json.loads(data).get("choices") or [{}]
-    return (choices[0].get("delta") or {}).get("content") or ""
+        await on_reply(reply.message())
 
 
 @router.post("/v1/chat/completions", tags=["openai"], openapi_extra=CHAT_BODY)
@@ -129,10 +116,10 @@ async def chat_completions(request: Request, models: Models, services: Services)
         body["messages"] = await memory.build_messages(str(session_id), messages)
     except KeyError:
         raise HTTPException(404, detail=f"Session '{session_id}' does not exist.") from None
-    user_text = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    inputs, query = new_messages(messages), last_user_text(messages)
 
-    async def remember(reply: str) -> None:
-        await memory.record_turn(str(session_id), user_text, reply)
+    async def remember(reply: TurnMessage) -> None:
+        await memory.record_turn(str(session_id), inputs, reply, query=query)
 
     return await _answer(models, "chat", body, remember)
 

@@ -16,7 +16,7 @@ from sage_studio.memory.base import IndexedBackend, MemoryBackend, Recall
 from sage_studio.memory.config import MemoryConfig
 from sage_studio.memory.factory import available_backends, create_backend
 from sage_studio.memory.models import MemoryConfigInfo, MemoryPreview, MemoryStats, SessionMemoryStats
-from sage_studio.sessions.models import RecalledDialog, SessionSummary
+from sage_studio.sessions.models import RecalledDialog, SessionSummary, TurnMessage
 from sage_studio.sessions.store import SessionNotFound, SessionStore
 
 logger = logging.getLogger(__name__)
@@ -103,14 +103,26 @@ class ChatMemory:
             self._pending.popitem(last=False)
         return inject(messages, recall, self.config.max_recall_chars)
 
-    async def record_turn(self, session_id: str, user_content: str, assistant_content: str) -> None:
-        """Store the user turn and the reply (one transaction), then bring the session's index up to date.
+    async def record_turn(
+        self, session_id: str, inputs: str | list[TurnMessage], reply: str | TurnMessage, query: str | None = None
+    ) -> None:
+        """Store what a chat request added and its reply (one transaction), then bring the session's index up to date.
 
+        ``inputs`` is the request's new user text, or its new messages (a user question, or the results of the
+        tools the last reply called); ``query`` is the user text memory recalled for (default: the user input).
         A session deleted while its reply was being generated is not recreated: the turn is dropped with a warning.
         """
-        recalled = self._pending.pop((session_id, user_content), None)
+        if isinstance(inputs, str):
+            inputs = [TurnMessage(role="user", content=inputs)]
+        if isinstance(reply, str):
+            reply = TurnMessage(role="assistant", content=reply)
+        if query is None:
+            query = next((m.content for m in reversed(inputs) if m.role == "user"), "")
+        recalled = self._pending.pop((session_id, query), None)
+        if not any(m.role == "user" for m in inputs):
+            recalled = None  # a tool round: the recall was already stored with the question it answers
         try:
-            await asyncio.to_thread(self.store.append_dialog, session_id, user_content, assistant_content, recalled)
+            await asyncio.to_thread(self.store.append_turn, session_id, [*inputs, reply], recalled)
         except SessionNotFound:
             logger.warning("session %s was deleted during its request; the turn is not stored", session_id)
             return

@@ -8,6 +8,7 @@ from sage_studio.sessions.models import (
     RenameSessionRequest,
     Session,
     SessionSummary,
+    TurnMessage,
 )
 from sage_studio.sessions.store import SessionNotFound, SessionStore
 
@@ -21,4 +22,5 @@ __all__ = [
     "SessionNotFound",
     "SessionStore",
     "SessionSummary",
+    "TurnMessage",
 ]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Role = Literal["user", "assistant", "system"]
+Role = Literal["user", "assistant", "system", "tool"]
 
 # Titles longer than this are cut (auto-titles) or refused (renames): the UI shows them in a narrow list.
 MAX_TITLE_CHARS = 120
@@ -24,11 +24,23 @@ class RecalledDialog(BaseModel):
     reason: str | None = Field(None, description="Why it was recalled, e.g. the matching keywords or entities.")
 
 
-class Message(BaseModel):
-    """One stored turn of a session."""
+class TurnMessage(BaseModel):
+    """A message as a chat turn brings it: the OpenAI message fields a session keeps."""
 
     role: Role = Field(description="Who spoke.")
-    content: str = Field(description="What was said.")
+    content: str = Field("", description="What was said (empty for an assistant turn that only calls tools).")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description="Assistant turns: the tool calls the model made, in OpenAI's shape (id, type, function).")
+    tool_call_id: str | None = Field(None, description="Tool turns: the id of the call this message answers.")
+
+    def openai(self) -> dict[str, Any]:
+        """The message as the OpenAI API takes it back (fields that are not set are left out)."""
+        return self.model_dump(include={"role", "content", "tool_calls", "tool_call_id"}, exclude_none=True)
+
+
+class Message(TurnMessage):
+    """One stored turn of a session."""
+
     timestamp: datetime = Field(description="When the turn was stored (UTC).")
     recall: list[RecalledDialog] | None = Field(
         None, description="User turns only: older dialogs the memory backend injected into this turn's prompt."

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, func, select
+from sqlalchemy import (
+    Boolean, Engine, Float, ForeignKey, Integer, String, Text, create_engine, delete, event, func, inspect, select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session as DbSession, mapped_column
 
 from sage_studio.sessions.models import (
@@ -25,6 +27,7 @@ from sage_studio.sessions.models import (
     RecalledDialog,
     Session,
     SessionSummary,
+    TurnMessage,
     auto_title,
 )
 
@@ -66,6 +69,24 @@ class _MessageRow(_Base):
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     recall: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of RecalledDialog
+    tool_calls: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list, OpenAI's shape
+    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a database made by an older studio up to the current tables.
+
+    ``create_all`` makes missing tables but never alters existing ones. New columns are always nullable, so adding
+    them in place keeps every stored session (a migration framework would be more machinery than this needs).
+    """
+    with engine.begin() as conn:  # one write transaction: two processes starting at once add a column once
+        existing = inspect(conn)
+        for table in _Base.metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(engine.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def _utc(ts: float) -> datetime:
@@ -106,6 +127,7 @@ class SessionStore:
 
         self._writer = self._engine.execution_options(write=True)
         _Base.metadata.create_all(self._writer)
+        _add_missing_columns(self._writer)
 
     def close(self) -> None:
         """Release the connection pool (the database file stays)."""
@@ -180,6 +202,8 @@ class SessionStore:
                 Message(
                     role=m.role,
                     content=m.content,
+                    tool_calls=None if m.tool_calls is None else json.loads(m.tool_calls),
+                    tool_call_id=m.tool_call_id,
                     timestamp=_utc(m.created_at),
                     recall=None if m.recall is None else [RecalledDialog(**r) for r in json.loads(m.recall)],
                 )
@@ -232,39 +256,55 @@ class SessionStore:
         recall: list[RecalledDialog] | None = None,
     ) -> None:
         """Store a user turn and the assistant's reply in one transaction; auto-title on the first one."""
+        self.append_turn(session_id, [TurnMessage(role="user", content=user_content),
+                                      TurnMessage(role="assistant", content=assistant_content)], recall)
+
+    def append_turn(
+        self, session_id: str, messages: list[TurnMessage], recall: list[RecalledDialog] | None = None
+    ) -> None:
+        """Store what one chat request added (its user or tool messages, then the reply) in one transaction.
+
+        ``recall`` goes with the user message; the first user message of a session gives its auto-title.
+        """
         with self._write() as db:
             row = self._row(db, session_id)
             now = self._clock()
-            if row.title_auto:
+            first_user = next((m for m in messages if m.role == "user"), None)
+            if row.title_auto and first_user is not None:
                 has_user_turn = db.scalar(
                     select(_MessageRow.id)
                     .where(_MessageRow.session_id == session_id, _MessageRow.role == "user")
                     .limit(1)
                 )
                 if has_user_turn is None:
-                    row.title = auto_title(user_content)
+                    row.title = auto_title(first_user.content)
             recall_json = json.dumps([r.model_dump() for r in recall]) if recall else None
-            db.add(_MessageRow(session_id=session_id, role="user", content=user_content, created_at=now,
-                               recall=recall_json))
-            db.flush()  # the user turn gets the smaller id, so pairing by id order is exact
-            db.add(_MessageRow(session_id=session_id, role="assistant", content=assistant_content, created_at=now))
+            for message in messages:
+                db.add(_MessageRow(
+                    session_id=session_id, role=message.role, content=message.content, created_at=now,
+                    recall=recall_json if message is first_user else None,
+                    tool_calls=None if message.tool_calls is None else json.dumps(message.tool_calls),
+                    tool_call_id=message.tool_call_id,
+                ))
+                db.flush()  # ids follow the order of the turn, so pairing by id order is exact
             row.last_active = now
 
     def dialogs(self, session_id: str) -> list[Dialog]:
-        """The session's dialogs (user turn + following assistant reply), oldest first."""
+        """The session's dialogs (user turn + the assistant's answer to it), oldest first."""
         with self._read() as db:
             self._row(db, session_id)
             rows = db.execute(
-                select(_MessageRow.id, _MessageRow.role, _MessageRow.content)
+                select(_MessageRow.id, _MessageRow.role, _MessageRow.content, _MessageRow.tool_calls)
                 .where(_MessageRow.session_id == session_id)
                 .order_by(_MessageRow.id)
             ).all()
         dialogs: list[Dialog] = []
         pending: tuple[int, str] | None = None
-        for msg_id, role, content in rows:
+        for msg_id, role, content, tool_calls in rows:
             if role == "user":
                 pending = (msg_id, content)
-            elif role == "assistant" and pending is not None:
+            # A reply that calls tools is not the answer yet: the dialog ends with the reply that follows the results.
+            elif role == "assistant" and pending is not None and tool_calls is None:
                 dialogs.append(Dialog(index=len(dialogs), key=pending[0], user=pending[1], assistant=content))
                 pending = None
         return dialogs

@@ -224,3 +224,32 @@ def test_langchain_structured_output_with_json_schema(smol, studio):
                      temperature=0, max_tokens=80, max_retries=0)
     answer = llm.with_structured_output(Capital, method="json_schema").invoke("What is the capital of France?")
     assert isinstance(answer, Capital) and answer.capital == "Paris"
+
+
+@pytest.mark.slow
+def test_tool_call_turns_round_trip_through_a_session(smol, studio):
+    """A streamed tool call is stored with its id, name and arguments; the next request sends the session's messages
+    back as they are, with the tool's result, and the whole exchange reads back in order."""
+    sessions = f"{studio.base_url}/compat-smol/sessions"
+    session_id = httpx.post(sessions, timeout=30).json()["id"]
+    stream = smol.chat.completions.create(model="smollm2", messages=ASK_WEATHER, tools=[WEATHER_TOOL],
+                                          tool_choice="required", max_tokens=80, temperature=0, stream=True,
+                                          extra_body={"session_id": session_id})
+    streamed_args = "".join(c.choices[0].delta.tool_calls[0].function.arguments or "" for c in stream
+                            if c.choices and c.choices[0].delta.tool_calls)
+    stored = httpx.get(f"{sessions}/{session_id}", timeout=30).json()["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    call = stored[1]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather" and call["function"]["arguments"] == streamed_args
+    assert call["id"] and "Paris" in streamed_args
+    history = [{k: m[k] for k in ("role", "content", "tool_calls", "tool_call_id") if m.get(k) is not None}
+               for m in stored]
+    result = {"role": "tool", "tool_call_id": call["id"], "content": '{"forecast": "sunny, 21 C"}'}
+    follow = smol.chat.completions.create(model="smollm2", messages=[*history, result], tools=[WEATHER_TOOL],
+                                          max_tokens=30, temperature=0, extra_body={"session_id": session_id})
+    session = httpx.get(f"{sessions}/{session_id}", timeout=30).json()
+    assert [(m["role"], m.get("tool_call_id")) for m in session["messages"]] == [
+        ("user", None), ("assistant", None), ("tool", call["id"]), ("assistant", None)]
+    assert session["messages"][2]["content"] == result["content"]
+    assert session["messages"][3]["content"] == follow.choices[0].message.content
+    assert session["title"] == ASK_WEATHER[0]["content"]

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sage_studio.sessions import SessionNotFound, SessionStore
-from sage_studio.sessions.models import DEFAULT_TITLE, RecalledDialog
+from sage_studio.sessions.models import DEFAULT_TITLE, RecalledDialog, TurnMessage
 
 
 class FakeClock:
@@ -182,3 +182,41 @@ def test_concurrent_writers_from_two_stores_lose_nothing(tmp_path):
 def test_constructor_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         SessionStore(tmp_path / "x.db", busy_timeout_s=0)
+
+
+def test_tool_rounds_are_stored_and_memory_pairs_the_question_with_the_final_answer(store):
+    s = store.create()
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    store.append_turn(s.id, [TurnMessage(role="user", content="Weather in Paris?"),
+                             TurnMessage(role="assistant", tool_calls=[call])])
+    store.append_turn(s.id, [TurnMessage(role="tool", content="sunny", tool_call_id="call_1"),
+                             TurnMessage(role="assistant", content="It is sunny in Paris.")])
+    messages = store.get(s.id).messages
+    assert [m.openai() for m in messages] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "It is sunny in Paris."},
+    ]
+    assert [(d.user, d.assistant) for d in store.dialogs(s.id)] == [("Weather in Paris?", "It is sunny in Paris.")]
+    assert store.get(s.id).title == "Weather in Paris?"
+
+
+def test_a_database_from_before_tool_turns_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the tables as the studio made them before tool turns were stored
+        db.executescript("""
+            CREATE TABLE sessions (id VARCHAR(64) PRIMARY KEY, title VARCHAR(200), title_auto BOOLEAN,
+                                   created_at FLOAT, last_active FLOAT);
+            CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id VARCHAR(64) REFERENCES sessions(id)
+                                   ON DELETE CASCADE, role VARCHAR(16), content TEXT, created_at FLOAT, recall TEXT);
+            INSERT INTO sessions VALUES ('old', 'Kept', 0, 1.0, 2.0);
+            INSERT INTO messages (session_id, role, content, created_at) VALUES ('old', 'user', 'hi', 1.5);
+        """)
+    store = SessionStore(path)
+    try:
+        assert [(m.role, m.content, m.tool_calls) for m in store.get("old").messages] == [("user", "hi", None)]
+        store.append_turn("old", [TurnMessage(role="tool", content="42", tool_call_id="c")])
+        assert store.get("old").messages[-1].tool_call_id == "c" and store.get("old").title == "Kept"
+    finally:
+        store.close()

@@ -23,7 +23,9 @@ def _choices(sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _history(session: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": m["content"]} for m in session.get("messages", []) if m["role"] != "system"]
+    """What the chat shows of a session: its questions and answers (tool calls and their results are API-side)."""
+    return [{"role": m["role"], "content": m["content"]} for m in session.get("messages", [])
+            if m["role"] in ("user", "assistant") and not m.get("tool_calls")]
 
 
 def _memory_html(preview: dict[str, Any] | None, stats: dict[str, Any] | None) -> str:
