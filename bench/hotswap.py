@@ -128,9 +128,10 @@ def main() -> None:
     store.add_task(task_id, "canary", {"model": "base", "model_path": str(base), "output_dir": str(store.task_dir(task_id))})
     t0 = time.monotonic()
     # The adapter is the same whatever the run: train it once per base model and copy it in.
-    cached = Path(tempfile.gettempdir()) / f"sage-bench-canary-{base.name}"
+    lr = 2e-3 if args.model == "smollm2" else 1e-2  # SmolLM2 diverges at the tiny model's rate
+    cached = Path(tempfile.gettempdir()) / f"sage-bench-canary-{base.name}-lr{lr}"
     if not (cached / "adapter_model.safetensors").is_file():
-        train_canary_adapter(base, cached, CANARY, prompt=PROMPT)
+        train_canary_adapter(base, cached, CANARY, prompt=PROMPT, lr=lr)
     shutil.copytree(cached, adapter_dir(store.task_dir(task_id)))
     store.update_task(task_id, state="completed")
     print(f"canary adapter trained in {time.monotonic() - t0:.1f} s")
