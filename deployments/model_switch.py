@@ -71,7 +71,9 @@ def check_adapter(path: Path, max_rank: int) -> None:
                                "and adapter_model.safetensors.")
     try:
         rank = int(json.loads(config_file.read_text()).get("r", 0))
-        with safe_open(str(weights), framework="pt") as fh:
+        # numpy, not pt: the gateway does not import torch (2 s that would block its event loop, and every
+        # request in flight with it); the header and slices are read without converting any tensor.
+        with safe_open(str(weights), framework="numpy") as fh:
             names = list(fh.keys())
             for key in names:
                 fh.get_slice(key)
@@ -148,7 +150,7 @@ class ModelSwitch:
         path = adapter_dir(self.store.task_dir(task.id))
         base_config = next(m for m in models.config.models if m.name == base)
         serve_as = serve_as or base_config.finetune_serving
-        check_adapter(path, base_config.max_lora_rank if serve_as == "adapter" else 1 << 30)
+        await asyncio.to_thread(check_adapter, path, base_config.max_lora_rank if serve_as == "adapter" else 1 << 30)
         taken = set(models.handles) | ({models.config.remote.model} if models.config.remote else set())
         name = task.name if task.name and task.name not in taken and ":" not in task.name else task.id
         if serve_as == "merged":
