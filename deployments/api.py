@@ -10,15 +10,19 @@ from fastapi import FastAPI
 from deployments.config import StudioConfig
 from deployments.errors import install_error_handlers
 from deployments.model_router import ModelRouter
+from deployments.request_context import RequestContextMiddleware
 from deployments.security import install_security
 from deployments.services import StudioServices
 
 # One module per area under deployments/routers; each exposes `router`.
-AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models", "catalog"]
+AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models", "catalog",
+         "observability"]
 
 
-def create_api(config: StudioConfig, model_router: ModelRouter | None = None, areas: list[str] = AREAS) -> FastAPI:
-    """The gateway's app; ``areas`` picks routers (tests serve a few of them without engines or Serve)."""
+def create_api(config: StudioConfig, model_router: ModelRouter | None = None, areas: list[str] = AREAS,
+               behind_serve_proxy: bool = False) -> FastAPI:
+    """The gateway's app; ``areas`` picks routers (tests serve a few of them without engines or Serve).
+    ``behind_serve_proxy``: Serve's proxy sets the answers' x-request-id, so the app does not."""
     modules = [importlib.import_module(f"deployments.routers.{area}") for area in areas]
 
     services = StudioServices(config=config, model_router=model_router)
@@ -33,6 +37,8 @@ def create_api(config: StudioConfig, model_router: ModelRouter | None = None, ar
     app.state.services = services
     install_error_handlers(app)
     install_security(app, config)
+    # Added last, so outermost: every answer, the security middleware's refusals included, carries the id.
+    app.add_middleware(RequestContextMiddleware, metrics=services.metrics, set_header=not behind_serve_proxy)
     for module in modules:
         app.include_router(module.router)
     return app

@@ -25,4 +25,4 @@ class Gateway:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built in the replica: the app holds live handles and services, which don't pickle.
-        return create_api(self.config, self.model_router)
+        return create_api(self.config, self.model_router, behind_serve_proxy=True)

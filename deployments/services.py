@@ -17,10 +17,14 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 
 from deployments.config import StudioConfig
+from deployments.metrics import MetricsPage, StudioMetrics
 from deployments.model_router import ModelRouter
 from deployments.model_switch import ModelSwitch
+from deployments.request_context import RequestIdFilter
 from pipelines.service import PipelineService
 from sage_studio.memory import ChatMemory, open_chat_memory
+from sage_studio.operations import OperationRunner, OperationStore
+from sage_studio.usage import UsageLedger
 from train.datasets import DatasetService
 from train.jobs import JobManager
 from train.store import FinetuneStore
@@ -48,6 +52,10 @@ class StudioServices:
     jobs: JobManager | None = None
     pipelines: PipelineService | None = None
     switch: ModelSwitch | None = None
+    metrics: StudioMetrics = field(default_factory=StudioMetrics)
+    metrics_page: MetricsPage | None = None
+    usage: UsageLedger | None = None
+    operations: OperationRunner | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,6 +65,13 @@ class StudioServices:
     async def open(self, areas: list[str]) -> None:
         """Open what the router areas need (``create_api``'s lifespan calls this once)."""
         needs = set().union(*(AREA_SERVICES.get(area, set()) for area in areas))
+        # Every area may account tokens, start an operation or be measured: these are cheap and always open.
+        self.metrics_page = MetricsPage(self.metrics)
+        studio_dir = self.sage_home / "studio"
+        self.usage = await asyncio.to_thread(UsageLedger, studio_dir / "usage.db")
+        self.operations = OperationRunner(await asyncio.to_thread(OperationStore, studio_dir / "operations.db"))
+        if not any(isinstance(f, RequestIdFilter) for f in logger.filters):
+            logger.addFilter(RequestIdFilter())
         if "memory" in needs:
             self.memory = await asyncio.to_thread(open_chat_memory, self.sage_home, self.config.memory)
         if "finetune" in needs:
@@ -76,6 +91,12 @@ class StudioServices:
                 self.unavailable["switch"] = str(exc)
 
     async def close(self) -> None:
+        if self.metrics_page is not None:
+            await self.metrics_page.close()
+        for ledger in (self.usage, self.operations.store if self.operations else None):
+            if ledger is not None:
+                ledger.close()
+        self.usage = self.operations = None
         if self.jobs is not None:
             await asyncio.to_thread(self.jobs.stop)
             self.jobs = None
@@ -114,5 +135,7 @@ Datasets = Annotated[DatasetService, Depends(_required("datasets", "The dataset 
                                                        "finetune"))]
 Jobs = Annotated[JobManager, Depends(_required("jobs", "Fine-tuning", "it is not started"))]
 Pipelines = Annotated[PipelineService, Depends(get_pipelines)]
+Usage = Annotated[UsageLedger, Depends(_required("usage", "Token accounting", "it is not started"))]
+Operations = Annotated[OperationRunner, Depends(_required("operations", "Operations", "they are not started"))]
 Switch = Annotated[ModelSwitch, Depends(_required("switch", "Model switching",
                                                   "this gateway is not running inside Ray Serve"))]

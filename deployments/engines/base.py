@@ -38,6 +38,8 @@ class OpenAIRequest:
     # name and version (None: the base weights).
     weights: str | None = None
     weights_version: str | None = None
+    # The gateway's x-request-id: the engine names the request by it (vLLM's request id, its log lines).
+    request_id: str | None = None
 
     @property
     def stream(self) -> bool:

@@ -50,7 +50,8 @@ class RemoteEngine(LLMEngine):
     async def openai(self, request: OpenAIRequest) -> AsyncIterator[OpenAIOutput]:
         body = request.body | {"model": self.remote.model}
         try:
-            async with self._client.stream("POST", PATHS[request.api], json=body) as response:
+            headers = {"X-Request-Id": request.request_id} if request.request_id else None
+            async with self._client.stream("POST", PATHS[request.api], json=body, headers=headers) as response:
                 if not response.is_success or not request.stream:
                     yield _whole(response.status_code, await response.aread())
                     return

@@ -118,9 +118,14 @@ class VLLMEngine(LLMEngine):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = make_arg_parser(FlexibleArgumentParser()).parse_args(server_flags(self.config, self.model_path))
+        engine_args = AsyncEngineArgs.from_cli_args(args)
+        # One "Added request <id>" line per request (the gateway's x-request-id), without vLLM's request logger,
+        # which would log every prompt.
+        engine_args.enable_log_requests = True
         # Off the event loop: the engine process takes a model load to come up, and a replica that loads a new
         # model in the background (merged fine-tunes) must keep streaming from the old one meanwhile.
-        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, AsyncEngineArgs.from_cli_args(args))
+        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args,
+                                               stat_loggers=_stat_loggers())
         state = State()
         await init_app_state(self._engine, state, args, supported_tasks=await self._engine.get_supported_tasks())
         self._state = state
@@ -184,6 +189,8 @@ class VLLMEngine(LLMEngine):
         if request.adapter is not None:
             await self.add_adapter(request.adapter, request.adapter_path or self._adapters[request.adapter][0])
         body = request.body | {"model": request.adapter or self.config.name}
+        if request.request_id:  # vLLM names the request chatcmpl-<id> / cmpl-<id> / resp_<id>, as behind its server
+            body["request_id"] = request.request_id
         model_cls, serving, method = self._serving(request.api)
         if serving is None:
             yield error_body(400, f"The model '{self.config.name}' does not serve the {request.api} API.")
@@ -210,6 +217,19 @@ class VLLMEngine(LLMEngine):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+
+
+def _stat_loggers() -> list:
+    """vLLM's engine metrics through Ray's metrics export (as Ray Serve LLM records them), inside a Ray worker;
+    ``GET /metrics`` gathers them from the node's metrics agent. Its default loggers stay off
+    (``disable_log_stats``): no periodic throughput lines in the replica's log."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    return [RayPrometheusStatLogger]
 
 
 def _validation_error(exc: Any) -> OpenAIResponse:

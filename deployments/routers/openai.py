@@ -10,6 +10,7 @@ a JSON body with its status, or server-sent events passed through one by one.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -18,8 +19,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from deployments.engines.base import OpenAIApi, OpenAIOutput, OpenAIRequest, OpenAIResponse
-from deployments.model_router import ModelRouter
-from deployments.services import Models, Services
+from deployments.accounting import Accounting, usage_of_event
+from deployments.request_context import request_id_of, set_model_label, started_at
+from deployments.services import Models, Services, StudioServices
 from deployments.session_turns import StreamedReply, last_user_text, new_messages, reply_from_body
 from sage_studio.sessions.models import TurnMessage
 from sage_studio.settings import DEFAULT_MODEL_ALIAS
@@ -61,31 +63,51 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _answer(models: ModelRouter, api: OpenAIApi, body: dict[str, Any], on_reply: OnReply | None = None):
+async def _answer(request: Request, services: StudioServices, api: OpenAIApi, body: dict[str, Any],
+                  on_reply: OnReply | None = None, session_id: str | None = None):
     """The engine's answer as an HTTP response; waits for its first output, so a missing model or a down engine
-    is a proper HTTP error rather than a broken stream."""
+    is a proper HTTP error rather than a broken stream. Counts its tokens (metrics, usage ledger) on the way."""
+    models = services.model_router
     target = models.resolve(body["model"])
-    outputs = models.openai(target, OpenAIRequest(api=api, body=body))
+    set_model_label(request, target.model)
+    request_id = request_id_of(request)
+    account = Accounting(services, target.model, request, session_id)
+    strip_usage = account.ask_stream_usage(api, body)
+    outputs = models.openai(target, OpenAIRequest(api=api, body=body, request_id=request_id))
+    services.metrics.overhead.labels(target.model).observe(time.perf_counter() - started_at(request))
     first = await anext(outputs, None)
     if first is None:
         raise HTTPException(502, detail=f"The engine of '{target.model}' ended without an answer.")
     if isinstance(first, OpenAIResponse):
-        if on_reply is not None and first.ok:
-            await on_reply(reply_from_body(first.body))
+        if first.ok:
+            if on_reply is not None:
+                await on_reply(reply_from_body(first.body).model_copy(update={"request_id": request_id}))
+            return JSONResponse(first.body, status_code=first.status,
+                                background=account.task(first.body.get("usage")))
         return JSONResponse(first.body, status_code=first.status)
-    return StreamingResponse(_events(first, outputs, on_reply), media_type="text/event-stream")
+    services.metrics.ttft.labels(target.model).observe(time.perf_counter() - started_at(request))
+    return StreamingResponse(_events(first, outputs, on_reply, account, strip_usage, request_id),
+                             media_type="text/event-stream")
 
 
-async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnReply | None) -> AsyncIterator[str]:
+async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnReply | None, account: Accounting,
+                  strip_usage: bool, request_id: str | None) -> AsyncIterator[str]:
     reply = StreamedReply()
     event = first
     try:
         while event is not None:
+            usage = usage_of_event(event)
+            if usage is not None:
+                # Accounted before [DONE], like the session turn: a client may hang up as soon as it sees [DONE].
+                await account.record(usage)
+                if strip_usage:  # the client did not ask for the usage chunk: the gateway did, for itself
+                    event = await anext(rest, None)
+                    continue
             if on_reply is not None:
                 if event.startswith("data: [DONE]"):
                     # Stored before the client sees the end: a client closes the connection on [DONE], which can
                     # cancel this generator before the stream's own end is reached.
-                    await on_reply(reply.message())
+                    await on_reply(reply.message().model_copy(update={"request_id": request_id}))
                     on_reply = None
                 else:
                     reply.add(event)
@@ -97,7 +119,7 @@ async def _events(first: str, rest: AsyncIterator[OpenAIOutput], on_reply: OnRep
         return
     # A stream without [DONE] is stored once it ended completely; a client that disconnects mid-stream stores nothing.
     if on_reply is not None:
-        await on_reply(reply.message())
+        await on_reply(reply.message().model_copy(update={"request_id": request_id}))
 
 
 @router.post("/v1/chat/completions", tags=["openai"], openapi_extra=CHAT_BODY)
@@ -105,7 +127,7 @@ async def chat_completions(request: Request, models: Models, services: Services)
     body = await _json_object(request)
     session_id = body.pop("session_id", None)
     if session_id is None:
-        return await _answer(models, "chat", body)
+        return await _answer(request, services, "chat", body)
     memory = services.memory
     if memory is None:
         raise HTTPException(501, detail="Sessions are not enabled on this gateway.")
@@ -116,22 +138,24 @@ async def chat_completions(request: Request, models: Models, services: Services)
         body["messages"] = await memory.build_messages(str(session_id), messages)
     except KeyError:
         raise HTTPException(404, detail=f"Session '{session_id}' does not exist.") from None
-    inputs, query = new_messages(messages), last_user_text(messages)
+    request_id = request_id_of(request)
+    inputs = [m.model_copy(update={"request_id": request_id}) for m in new_messages(messages)]
+    query = last_user_text(messages)
 
     async def remember(reply: TurnMessage) -> None:
         await memory.record_turn(str(session_id), inputs, reply, query=query)
 
-    return await _answer(models, "chat", body, remember)
+    return await _answer(request, services, "chat", body, remember, str(session_id))
 
 
 @router.post("/v1/completions", tags=["openai"], openapi_extra=COMPLETION_BODY)
-async def completions(request: Request, models: Models):
-    return await _answer(models, "completions", await _json_object(request))
+async def completions(request: Request, models: Models, services: Services):
+    return await _answer(request, services, "completions", await _json_object(request))
 
 
 @router.post("/v1/responses", tags=["openai"], openapi_extra=RESPONSES_BODY)
-async def responses(request: Request, models: Models):
-    return await _answer(models, "responses", await _json_object(request))
+async def responses(request: Request, models: Models, services: Services):
+    return await _answer(request, services, "responses", await _json_object(request))
 
 
 EMBEDDINGS_BODY = _body_schema(["model", "input"], {"input": {"anyOf": [{"type": "string"}, {"type": "array"}]}})

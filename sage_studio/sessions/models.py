@@ -32,6 +32,8 @@ class TurnMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = Field(
         None, description="Assistant turns: the tool calls the model made, in OpenAI's shape (id, type, function).")
     tool_call_id: str | None = Field(None, description="Tool turns: the id of the call this message answers.")
+    request_id: str | None = Field(None, description="The x-request-id of the chat request that stored this turn, "
+                                   "as in the gateway's and the engine's log lines.")
 
     def openai(self) -> dict[str, Any]:
         """The message as the OpenAI API takes it back (fields that are not set are left out)."""

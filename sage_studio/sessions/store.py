@@ -71,6 +71,7 @@ class _MessageRow(_Base):
     recall: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of RecalledDialog
     tool_calls: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list, OpenAI's shape
     tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the HTTP request that stored it
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -204,6 +205,7 @@ class SessionStore:
                     content=m.content,
                     tool_calls=None if m.tool_calls is None else json.loads(m.tool_calls),
                     tool_call_id=m.tool_call_id,
+                    request_id=m.request_id,
                     timestamp=_utc(m.created_at),
                     recall=None if m.recall is None else [RecalledDialog(**r) for r in json.loads(m.recall)],
                 )
@@ -284,7 +286,7 @@ class SessionStore:
                     session_id=session_id, role=message.role, content=message.content, created_at=now,
                     recall=recall_json if message is first_user else None,
                     tool_calls=None if message.tool_calls is None else json.dumps(message.tool_calls),
-                    tool_call_id=message.tool_call_id,
+                    tool_call_id=message.tool_call_id, request_id=message.request_id,
                 ))
                 db.flush()  # ids follow the order of the turn, so pairing by id order is exact
             row.last_active = now

@@ -216,7 +216,10 @@ def test_a_database_from_before_tool_turns_is_upgraded_in_place(tmp_path):
     store = SessionStore(path)
     try:
         assert [(m.role, m.content, m.tool_calls) for m in store.get("old").messages] == [("user", "hi", None)]
-        store.append_turn("old", [TurnMessage(role="tool", content="42", tool_call_id="c")])
+        store.append_turn("old", [TurnMessage(role="tool", content="42", tool_call_id="c", request_id="req-7")])
         assert store.get("old").messages[-1].tool_call_id == "c" and store.get("old").title == "Kept"
+        # The request id column came with the upgrade too, and stays out of the OpenAI shape.
+        assert store.get("old").messages[-1].request_id == "req-7"
+        assert "request_id" not in store.get("old").messages[-1].openai()
     finally:
         store.close()
