@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,12 +28,26 @@ from deployments.hotswap import NotDeclarativeError, Redeployer
 from deployments.model_router import ModelRouter
 from deployments.serving_state import AdapterEntry, MergedEntry, ServingState, load_state, save_state
 from sage_studio.model_store import find_model_path, resolve_model_path
+from sage_studio.operations import Progress
 from train.store import FinetuneStore, TaskRecord
 from train.task_folder import adapter_dir
 
 logger = logging.getLogger("ray.serve")
 ServeAs = Literal["adapter", "merged"]
 MakeState = Callable[[ServingState], ServingState]
+
+
+def _no_progress(fraction: float | None, message: str | None = None) -> None:
+    return None
+
+
+@dataclass
+class SwitchPlan:
+    """A checked switch, not started: ``slow`` when it merges or loads weights (minutes: the router answers 202 and
+    runs it as an operation); ``run(progress)`` carries it out and returns the new current model."""
+
+    run: Callable[[Progress], Awaitable[dict[str, Any]]]
+    slow: bool
 
 
 def serving_state_for(config: StudioConfig) -> ServingState:
@@ -136,6 +151,14 @@ class ModelSwitch:
 
     async def use_finetune(self, task_id: str, serve_as: ServeAs | None = None) -> dict[str, Any]:
         """Serve a completed fine-tune as the chat model, as an adapter or merged into its base."""
+        return await (await self.plan_finetune(task_id, serve_as)).run(_no_progress)
+
+    async def switch_to(self, model: str, serve_as: ServeAs | None = None) -> dict[str, Any]:
+        """Chat with a served base model or fine-tune, or with a fine-tune task (by id) not served yet."""
+        return await (await self.plan_switch(model, serve_as)).run(_no_progress)
+
+    async def plan_finetune(self, task_id: str, serve_as: ServeAs | None = None) -> SwitchPlan:
+        """Check that a fine-tune can be served (a StudioError at once if not) and plan its switch."""
         task = self.store.get_task(task_id) if self.store is not None else None
         if task is None:
             raise StudioError(404, f"Fine-tune task '{task_id}' does not exist.")
@@ -154,29 +177,37 @@ class ModelSwitch:
         taken = set(models.handles) | ({models.config.remote.model} if models.config.remote else set())
         name = task.name if task.name and task.name not in taken and ":" not in task.name else task.id
         if serve_as == "merged":
-            merged_dir = await self._merge(base, path, self.store.task_dir(task.id) / "merged")
-            merged_entry = MergedEntry(base=base, path=str(merged_dir), version=merged_dir.name, task_id=task.id,
-                                       adapter_path=str(path))
+            async def merge_and_switch(progress: Progress) -> dict[str, Any]:
+                await asyncio.to_thread(progress, 0.05, f"merging the fine-tune into '{base}'")
+                merged_dir = await self._merge(base, path, self.store.task_dir(task.id) / "merged")
+                merged_entry = MergedEntry(base=base, path=str(merged_dir), version=merged_dir.name,
+                                           task_id=task.id, adapter_path=str(path))
 
-            def with_merged(current: ServingState) -> ServingState:
-                adapters, merged = _without(current, base, name)
-                return ServingState(default_model=name, adapters=adapters, merged=merged | {name: merged_entry})
+                def with_merged(current: ServingState) -> ServingState:
+                    adapters, merged = _without(current, base, name)
+                    return ServingState(default_model=name, adapters=adapters, merged=merged | {name: merged_entry})
 
-            return await self._switch(with_merged)
+                return await self._switch(with_merged, progress=progress)
+
+            return SwitchPlan(merge_and_switch, slow=True)
         adapter = AdapterEntry(base=base, path=str(path), version=adapter_version(str(path)), task_id=task.id)
         # A merged fine-tune holding the base weights: they come back with the switch, and the probe waits for them.
         base_is_loaded = models.serving.merged_on(base) is None
-        if base_is_loaded:
-            await self._probe(name, adapter)
 
         def with_adapter(current: ServingState) -> ServingState:
             adapters, merged = _without(current, base, name)
             return ServingState(default_model=name, adapters=adapters | {name: adapter}, merged=merged)
 
-        return await self._switch(with_adapter, None if base_is_loaded else (lambda: self._probe(name, adapter)))
+        async def probe_and_switch(progress: Progress) -> dict[str, Any]:
+            if base_is_loaded:
+                await self._probe(name, adapter)
+            return await self._switch(with_adapter, None if base_is_loaded else (lambda: self._probe(name, adapter)),
+                                      progress=progress)
 
-    async def switch_to(self, model: str, serve_as: ServeAs | None = None) -> dict[str, Any]:
-        """Chat with a served base model or fine-tune, or with a fine-tune task (by id) not served yet."""
+        return SwitchPlan(probe_and_switch, slow=not base_is_loaded)
+
+    async def plan_switch(self, model: str, serve_as: ServeAs | None = None) -> SwitchPlan:
+        """Check and plan a switch to a served model, or to a fine-tune task (by id) not served yet."""
         models, current = self.models, self.models.serving
         if model in models.handles or model in current.adapters or model in models.merged:
             base = (model if model in models.handles else
@@ -188,9 +219,11 @@ class ModelSwitch:
                     merged = {n: m for n, m in merged.items() if m.base != base}
                 return now.model_copy(update={"default_model": model, "merged": merged})
 
-            return await self._switch(choose)
+            planned = choose(current)
+            slow = any(current.engine_weights(b) != planned.engine_weights(b) for b in models.handles)
+            return SwitchPlan(lambda progress: self._switch(choose, progress=progress), slow=slow)
         if self.store is not None and self.store.get_task(model) is not None:
-            return await self.use_finetune(model, serve_as)
+            return await self.plan_finetune(model, serve_as)
         raise StudioError(404, f"No model or fine-tune named '{model}'. GET /api/finetune/models lists them.")
 
     # ---- the steps ---------------------------------------------------------------------------------------------
@@ -226,7 +259,8 @@ class ModelSwitch:
                 cause = getattr(exc, "cause", None) or exc
                 raise StudioError(422, f"Could not merge the fine-tune into '{base}': {cause}") from None
 
-    async def _switch(self, make_state: MakeState, after_load: Callable[[], Awaitable[None]] | None = None) -> dict:
+    async def _switch(self, make_state: MakeState, after_load: Callable[[], Awaitable[None]] | None = None,
+                      progress: Progress = _no_progress) -> dict:
         """Serve ``make_state(current)``: built under the switch lock from the state serving then, so a switch that
         waited (or merged for minutes) does not drop what another switch changed meanwhile. ``after_load`` checks
         the new model once its weights are loaded, before traffic moves (a StudioError from it undoes the switch).
@@ -234,17 +268,20 @@ class ModelSwitch:
         Serve cancels a handler whose client hangs up (a UI call times out long before a merged model has loaded);
         a switch cut off between its steps would leave the engines holding two sets of weights, so it runs to its
         end on its own task."""
-        task = asyncio.create_task(self._switch_steps(make_state, after_load))
+        task = asyncio.create_task(self._switch_steps(make_state, after_load, progress))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
-    async def _switch_steps(self, make_state: MakeState, after_load: Callable[[], Awaitable[None]] | None) -> dict:
+    async def _switch_steps(self, make_state: MakeState, after_load: Callable[[], Awaitable[None]] | None,
+                            progress: Progress) -> dict:
         async with self._lock:
             current = self.models.serving
             state = make_state(current)
             try:
+                await asyncio.to_thread(progress, 0.3, "loading the new weights beside the serving ones")
                 await self._load_weights(current, state)
+                await asyncio.to_thread(progress, 0.9, "moving traffic to the new model")
                 if after_load is not None:
                     try:
                         await after_load()

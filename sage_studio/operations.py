@@ -158,8 +158,21 @@ class OperationRunner:
         task.add_done_callback(self._running.discard)
         return operation
 
-    async def wait(self, op_id: str) -> None:
-        """Wait for an operation started here to end (tests, shutdown)."""
+    async def wait(self, op_id: str, timeout_s: float | None = None) -> Operation | None:
+        """Wait up to ``timeout_s`` for an operation started here to end; its record (None: not ended yet)."""
         for task in list(self._running):
             if task.get_name() == f"operation-{op_id}":
-                await asyncio.shield(task)
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout_s)
+                except asyncio.TimeoutError:
+                    return None
+        operation = await asyncio.to_thread(self.store.get, op_id)
+        return operation if operation is not None and operation.state in DONE_STATES else None
+
+
+DONE_STATES = ("succeeded", "failed")
+
+
+def operation_id_of(body: Any) -> str | None:
+    """The operation id of a 202 answer's body (``{"operation_id": ...}``), for clients that follow it."""
+    return body.get("operation_id") if isinstance(body, dict) and isinstance(body.get("operation_id"), str) else None

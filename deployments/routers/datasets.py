@@ -3,7 +3,10 @@ delete (a thin layer over ``train.datasets``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -11,14 +14,18 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from deployments.services import Datasets, Store
+from deployments.operations_http import ACCEPTED_RESPONSE, accepted, wants_async
+from deployments.services import Datasets, Store, get_services
 from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train.store import ACTIVE_STATES, DatasetRecord
+from train.uploads import copy_capped
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 # Multipart framing and the small form fields ride on top of the file itself.
 FORM_OVERHEAD = 64 * 1024
+# Files from this size are validated as an operation (202): Ray Data takes about a minute per few hundred MB here.
+ASYNC_VALIDATION_BYTES = 16 << 20
 
 _UPLOAD_SCHEMA = {
     "requestBody": {
@@ -65,9 +72,19 @@ def _max_length(value: Any) -> int:
     return number
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord, openapi_extra=_UPLOAD_SCHEMA)
-async def upload(request: Request, service: Datasets) -> DatasetRecord:
-    """Store an uploaded dataset and validate it on Ray Data; 4xx with the reason when it cannot be used."""
+def _spooled(src, folder: Path, max_bytes: int) -> Path:
+    """The upload copied out of the request (the form's file is gone once it ends), for a background validation."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.upload"
+    copy_capped(src, path, max_bytes)
+    return path
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord, openapi_extra=_UPLOAD_SCHEMA,
+             responses=ACCEPTED_RESPONSE)
+async def upload(request: Request, service: Datasets):
+    """Store an uploaded dataset and validate it on Ray Data; 4xx with the reason when it cannot be used. A large
+    file (or ``Prefer: respond-async``) answers 202 with an operation whose result is the dataset."""
     declared = request.headers.get("content-length")
     # Refuse an oversize upload from its header, before reading a byte of it.
     if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
@@ -86,13 +103,27 @@ async def upload(request: Request, service: Datasets) -> DatasetRecord:
         max_length = _max_length(form.get("max_length") or 1024)
         columns = _columns(form.get("columns"))
         model_path = await run_in_threadpool(resolve_model_path, model)
-        name = form.get("name")
-        return await run_in_threadpool(
-            service.create, file.file, file.filename, str(name) if name else None, str(model_path), model, max_length,
-            columns,
-        )
+        name = str(form.get("name")) if form.get("name") else None
+        operations = get_services(request).operations
+        size = int(declared) if declared and declared.isdigit() else 0
+        if operations is None or not (wants_async(request) or size >= ASYNC_VALIDATION_BYTES):
+            return await run_in_threadpool(service.create, file.file, file.filename, name, str(model_path), model,
+                                           max_length, columns)
+        incoming = service.store.datasets_dir.parent / "incoming_uploads"
+        spooled = await run_in_threadpool(_spooled, file.file, incoming, service.max_bytes)
     finally:
         await form.close()
+
+    def create(progress) -> dict:
+        try:
+            progress(0.1, "validating on Ray Data")
+            with open(spooled, "rb") as src:
+                record = service.create(src, file.filename, name, str(model_path), model, max_length, columns)
+            return record.model_dump(mode="json")
+        finally:
+            spooled.unlink(missing_ok=True)
+
+    return accepted(request, operations, "dataset-validation", lambda progress: asyncio.to_thread(create, progress))
 
 
 @router.get("", response_model=list[DatasetRecord])
@@ -119,12 +150,21 @@ class RevalidateRequest(BaseModel):
     max_length: int = Field(1024, ge=16, le=32768, description="Training max length to compare with.")
 
 
-@router.post("/{dataset_id}/validate", response_model=DatasetRecord)
-async def revalidate(dataset_id: str, body: RevalidateRequest, store: Store, service: Datasets) -> DatasetRecord:
-    """Recompute the report, e.g. token statistics for another model or max length."""
-    _dataset(store, dataset_id)
+@router.post("/{dataset_id}/validate", response_model=DatasetRecord, responses=ACCEPTED_RESPONSE)
+async def revalidate(request: Request, dataset_id: str, body: RevalidateRequest, store: Store, service: Datasets):
+    """Recompute the report, e.g. token statistics for another model or max length; a large dataset (or
+    ``Prefer: respond-async``) answers 202 with an operation whose result is the dataset."""
+    record = _dataset(store, dataset_id)
     model_path = await run_in_threadpool(resolve_model_path, body.model)
-    return await run_in_threadpool(service.revalidate, dataset_id, str(model_path), body.model, body.max_length)
+    operations = get_services(request).operations
+    if operations is None or not (wants_async(request) or record.size_bytes >= ASYNC_VALIDATION_BYTES):
+        return await run_in_threadpool(service.revalidate, dataset_id, str(model_path), body.model, body.max_length)
+
+    def again(progress) -> dict:
+        progress(0.1, "validating on Ray Data")
+        return service.revalidate(dataset_id, str(model_path), body.model, body.max_length).model_dump(mode="json")
+
+    return accepted(request, operations, "dataset-validation", lambda progress: asyncio.to_thread(again, progress))
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)

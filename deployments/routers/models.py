@@ -8,8 +8,10 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from deployments.model_switch import ServeAs, current_model, task_base
+from deployments.model_switch import ServeAs, SwitchPlan, current_model, task_base
+from deployments.operations_http import ACCEPTED_RESPONSE, accepted, wants_async
 from deployments.services import Models, Switch, get_services
+from sage_studio.operations import OperationRunner
 from train.task_folder import adapter_dir
 
 router = APIRouter(prefix="/api/finetune", tags=["models"])
@@ -70,11 +72,24 @@ async def get_current_model(models: Models) -> dict:
     return current_model(models)
 
 
-@router.post("/use-as-backend")
-async def use_as_backend(body: UseAsBackendRequest, switch: Switch) -> dict:
-    return await switch.use_finetune(body.task_id, body.serve_as)
+async def _carry_out(request: Request, plan: SwitchPlan, operations: OperationRunner | None):
+    """A switch that merges or loads weights (minutes) answers 202 and runs as an operation; a quick one (an
+    adapter on loaded weights) answers with the new current model, unless the client prefers respond-async."""
+    if operations is not None and (plan.slow or wants_async(request)):
+        return accepted(request, operations, "model-switch", plan.run)
+    return await plan.run(lambda *_: None)
 
 
-@router.post("/switch-model")
-async def switch_model(body: SwitchRequest, switch: Switch) -> dict:
-    return await switch.switch_to(body.model, body.serve_as)
+@router.post("/use-as-backend", responses=ACCEPTED_RESPONSE)
+async def use_as_backend(request: Request, body: UseAsBackendRequest, switch: Switch):
+    """Serve a completed fine-tune as the chat model. Merged (``serve_as: merged``) it answers 202 with an
+    operation id at once: the merge and the load of the merged weights run in the background."""
+    plan = await switch.plan_finetune(body.task_id, body.serve_as)
+    return await _carry_out(request, plan, get_services(request).operations)
+
+
+@router.post("/switch-model", responses=ACCEPTED_RESPONSE)
+async def switch_model(request: Request, body: SwitchRequest, switch: Switch):
+    """Chat with another model; 202 with an operation id when that means loading weights."""
+    plan = await switch.plan_switch(body.model, body.serve_as)
+    return await _carry_out(request, plan, get_services(request).operations)

@@ -7,6 +7,8 @@ on Ray Data. Every validation problem becomes a 422 whose message names the node
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 from pathlib import Path
@@ -14,10 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from deployments.services import get_pipelines
+from deployments.operations_http import ACCEPTED_RESPONSE, accepted, answer_within
+from deployments.services import get_pipelines, get_services
 from pipelines.batch_jobs import BatchJob
 from pipelines.builder import PipelineBuilder, PipelineValidationError
 from pipelines.export import export_python, script_filename
@@ -26,6 +29,7 @@ from pipelines.operators.base import DataType, OperatorEnv
 from pipelines.runner import RunResult
 from pipelines.store import PipelineNotFound
 from pipelines.templates import list_templates, load_template
+from sage_studio.errors import StudioError
 from sage_studio.files import atomic_write
 
 router = APIRouter(tags=["pipelines"])
@@ -82,13 +86,22 @@ def _validate(request: Request, pipeline: VisualPipeline) -> None:
         raise HTTPException(422, detail=str(PipelineValidationError(issues)))
 
 
-async def _run(request: Request, pipeline: VisualPipeline, run_input: Any) -> RunResult:
+async def _run(request: Request, pipeline: VisualPipeline, run_input: Any):
+    """The run's result when it ends within a few seconds; else (or with ``Prefer: respond-async``) 202 with an
+    operation that goes on running it (a generator over a slow model, a large index to build)."""
     service = get_pipelines(request)
     try:
         runner = await run_in_threadpool(service.runners.get, pipeline, _env(request), service.registry)
     except PipelineValidationError as exc:
         raise HTTPException(422, detail=str(exc)) from None
-    return await run_in_threadpool(runner.run, run_input)
+    operations = get_services(request).operations
+    if operations is None:
+        return await run_in_threadpool(runner.run, run_input)
+
+    async def run(progress) -> dict:
+        return (await asyncio.to_thread(runner.run, run_input)).model_dump(mode="json")
+
+    return await answer_within(request, operations, "pipeline-run", run)
 
 
 @router.get("/api/operators")
@@ -121,8 +134,8 @@ async def validate_pipeline(request: Request, pipeline: VisualPipeline) -> dict[
     return {"valid": not issues, "issues": [i.to_dict() for i in issues]}
 
 
-@router.post("/api/pipelines/run")
-async def run_unsaved(request: Request, body: AdHocRunRequest) -> RunResult:
+@router.post("/api/pipelines/run", response_model=RunResult, responses=ACCEPTED_RESPONSE)
+async def run_unsaved(request: Request, body: AdHocRunRequest):
     """Run a pipeline given in the body, without saving it."""
     return await _run(request, body.pipeline, body.input)
 
@@ -245,8 +258,8 @@ async def delete_pipeline(request: Request, pipeline_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/api/pipelines/{pipeline_id}/run")
-async def run_pipeline(request: Request, pipeline_id: str, body: RunRequest | None = None) -> RunResult:
+@router.post("/api/pipelines/{pipeline_id}/run", response_model=RunResult, responses=ACCEPTED_RESPONSE)
+async def run_pipeline(request: Request, pipeline_id: str, body: RunRequest | None = None):
     """Run a saved pipeline on one input: each node's status, output, timing and log, and the terminal outputs."""
     return await _run(request, _get(request, pipeline_id), body.input if body else None)
 
@@ -266,7 +279,23 @@ async def start_batch(request: Request, pipeline_id: str, file: UploadFile) -> B
                                        file.file, MAX_BATCH_UPLOAD)
     except ValueError as exc:
         raise HTTPException(413, detail=f"{exc}.") from None
-    return manager.submit(job_id, pipeline, path, file.filename or path.name, _env(request))
+    job = manager.submit(job_id, pipeline, path, file.filename or path.name, _env(request))
+    operations = get_services(request).operations
+    if operations is None:
+        return job
+
+    async def follow(progress) -> dict:
+        # The batch job runs on its own thread; the operation mirrors it, so one poll route covers every long call.
+        while (now := manager.get(job_id)) is not None and now.status in ("queued", "running"):
+            await asyncio.to_thread(progress, now.progress, f"{now.done} of {now.total or '?'} rows")
+            await asyncio.sleep(1)
+        if now is None or now.status == "failed":
+            raise StudioError(422, now.error if now is not None else "the batch job is gone")
+        return now.model_dump(mode="json")
+
+    answer = accepted(request, operations, "pipeline-batch", follow)
+    body = job.model_dump(mode="json") | json.loads(answer.body)
+    return JSONResponse(body, status_code=202, headers={"Location": answer.headers["location"]})
 
 
 @router.get("/api/pipelines/{pipeline_id}/batches")
