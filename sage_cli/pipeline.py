@@ -117,7 +117,8 @@ def batch(
 ) -> None:
     """Run every row of FILE through a saved pipeline on Ray Data."""
     with client(url) as http:
-        job = call(http, "POST", f"/api/pipelines/{pipeline_id}/batch", files={"file": (file.name, file.read_bytes())})
+        job = call(http, "POST", f"/api/pipelines/{pipeline_id}/batch", follow=False,  # polled below, row by row
+                   files={"file": (file.name, file.read_bytes())})
         typer.echo(f"job {job['job_id']} started", err=True)
         while wait and job["status"] in ("queued", "running"):
             time.sleep(1)

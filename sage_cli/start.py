@@ -87,14 +87,29 @@ def _switch_to_finetune(state: launcher.StudioState, tune: FinetunedModel, key: 
     import httpx
 
     from sage_studio.http_errors import error_message
+    from sage_studio.operations import operation_id_of
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    response = httpx.post(f"{state.base_url}/api/finetune/use-as-backend", json={"task_id": tune.task_id},
-                          headers=headers, timeout=900)
-    if not response.is_success:
-        raise launcher.LaunchError(f"--use-finetuned: the studio refused fine-tune '{tune.name}' "
-                                   f"({response.status_code}): {error_message(response)}")
-    return response.json()["model"]
+    with httpx.Client(base_url=state.base_url, headers=headers, timeout=60) as http:
+        response = http.post("/api/finetune/use-as-backend", json={"task_id": tune.task_id})
+        if not response.is_success:
+            raise launcher.LaunchError(f"--use-finetuned: the studio refused fine-tune '{tune.name}' "
+                                       f"({response.status_code}): {error_message(response)}")
+        body = response.json()
+        # A merged fine-tune answers 202: the merge and the load run as an operation, followed here to its end.
+        while (operation_id := operation_id_of(body)) is not None:
+            answer = http.get(f"/api/operations/{operation_id}")
+            if not answer.is_success:
+                raise launcher.LaunchError(f"--use-finetuned: cannot follow the switch: {error_message(answer)}")
+            operation = answer.json()
+            if operation.get("state") == "failed":
+                raise launcher.LaunchError(f"--use-finetuned: switching to fine-tune '{tune.name}' failed: "
+                                           f"{operation.get('error')}")
+            if operation.get("state") == "succeeded":
+                body = operation["result"]
+            else:
+                time.sleep(1)
+    return body["model"]
 
 
 def studio_args(opts: StartOptions, report: Report) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 import httpx
 
 from sage_studio.http_errors import error_message
+from sage_studio.operations import operation_id_of
 
 # What FastAPI answers for a path or method it has no route for (the gateway keeps these messages).
 _NO_ROUTE_MESSAGES = {"Not Found", "Method Not Allowed"}
@@ -77,8 +78,10 @@ class StudioClient:
         missing = response.status_code in (404, 405) and message in _NO_ROUTE_MESSAGES
         raise ApiError(message, status=response.status_code, not_available=missing)
 
-    async def request(self, method: str, path: str, *, as_text: bool = False, **kwargs: Any) -> Any:
-        """One call; returns the decoded JSON (the text for non-JSON answers or with ``as_text``, None when empty)."""
+    async def request(self, method: str, path: str, *, as_text: bool = False, follow: bool = False,
+                      **kwargs: Any) -> Any:
+        """One call; returns the decoded JSON (the text for non-JSON answers or with ``as_text``, None when empty).
+        ``follow``: a 202 with an operation id is polled until the operation ends, and its result returned."""
         try:
             response = await self._http().request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -89,8 +92,25 @@ class StudioClient:
         if not response.content:
             return None
         if "json" in response.headers.get("content-type", ""):
-            return response.json()
+            body = response.json()
+            if follow and response.status_code == 202 and operation_id_of(body):
+                return await self.follow_operation(operation_id_of(body))
+            return body
         return response.text
+
+    async def follow_operation(self, operation_id: str, poll_s: float = 1.0, timeout_s: float = 3600) -> Any:
+        """Poll ``GET /api/operations/{id}`` until it ends: its result, or ``ApiError`` with why it failed."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            operation = await self.request("GET", f"/api/operations/{operation_id}")
+            if operation["state"] == "succeeded":
+                return operation["result"]
+            if operation["state"] == "failed":
+                raise ApiError(operation.get("error") or "The operation failed.", status=operation.get("error_status"))
+            if asyncio.get_running_loop().time() > deadline:
+                raise ApiError(f"The studio is still working on it ({operation.get('message') or operation['state']}"
+                               f"); operation {operation_id}.")
+            await asyncio.sleep(poll_s)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -171,7 +191,8 @@ class StudioClient:
 
     async def upload_dataset(self, filename: str, content: bytes, **fields: Any) -> dict[str, Any]:
         data = {k: str(v) for k, v in fields.items() if v is not None}
-        return await self.request("POST", "/api/datasets", files={"file": (filename, content)}, data=data)
+        return await self.request("POST", "/api/datasets", files={"file": (filename, content)}, data=data,
+                                  follow=True)
 
     async def list_datasets(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/api/datasets")
@@ -212,10 +233,10 @@ class StudioClient:
         return await self.request("GET", "/api/finetune/current-model")
 
     async def switch_model(self, model: str) -> dict[str, Any]:
-        return await self.request("POST", "/api/finetune/switch-model", json={"model": model})
+        return await self.request("POST", "/api/finetune/switch-model", json={"model": model}, follow=True)
 
     async def use_as_backend(self, task_id: str) -> dict[str, Any]:
-        return await self.request("POST", "/api/finetune/use-as-backend", json={"task_id": task_id})
+        return await self.request("POST", "/api/finetune/use-as-backend", json={"task_id": task_id}, follow=True)
 
     # -- pipelines --------------------------------------------------------------------------------------------
 
@@ -239,7 +260,8 @@ class StudioClient:
 
     async def run_pipeline(self, pipeline: dict[str, Any], run_input: Any) -> dict[str, Any]:
         """Run the editor's graph as it is (saved or not) on one input."""
-        return await self.request("POST", "/api/pipelines/run", json={"pipeline": pipeline, "input": run_input})
+        return await self.request("POST", "/api/pipelines/run", json={"pipeline": pipeline, "input": run_input},
+                                  follow=True)
 
     async def templates(self) -> list[dict[str, str]]:
         return await self.request("GET", "/api/pipelines/templates")
