@@ -44,3 +44,27 @@ def write_hub_cache(model_dir: Path, repo_id: str, commit: str = "0123456789abcd
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def switch(url: str, route: str, body: dict, timeout: float = 600) -> tuple[dict, float | None]:
+    """POST a model switch (``use-as-backend`` or ``switch-model``) and follow it to its end: a slow one answers
+    202 with an operation, polled here. Returns the new current model and how long the 202 took (None: 200)."""
+    import httpx
+
+    started = time.monotonic()
+    resp = httpx.post(f"{url}/api/finetune/{route}", json=body, timeout=timeout)
+    took = time.monotonic() - started
+    if resp.status_code == 200:
+        return resp.json(), None
+    assert resp.status_code == 202, resp.text
+    operation_id = resp.json()["operation_id"]
+    assert resp.headers["location"] == f"/api/operations/{operation_id}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        operation = httpx.get(f"{url}/api/operations/{operation_id}", timeout=30).json()
+        assert operation["state"] != "failed", operation
+        if operation["state"] == "succeeded":
+            assert operation["progress"] == 1.0 and operation["kind"] == "model-switch"
+            return operation["result"], took
+        time.sleep(1)
+    raise AssertionError(f"the switch {operation_id} did not end in {timeout:.0f} s")
