@@ -23,6 +23,8 @@ def create_api(config: StudioConfig, model_router: ModelRouter | None = None, ar
                behind_serve_proxy: bool = False) -> FastAPI:
     """The gateway's app; ``areas`` picks routers (tests serve a few of them without engines or Serve).
     ``behind_serve_proxy``: Serve's proxy sets the answers' x-request-id, so the app does not."""
+    # /metrics and /api/operations come with every app: whatever it serves is measured and followed there.
+    areas = [*areas, *(["observability"] if "observability" not in areas else [])]
     modules = [importlib.import_module(f"deployments.routers.{area}") for area in areas]
 
     services = StudioServices(config=config, model_router=model_router)

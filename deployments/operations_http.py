@@ -7,6 +7,7 @@ also choose it themselves when the work will take long (a merge, a model load, a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,3 +55,14 @@ async def answer_within(request: Request, operations: OperationRunner, kind: str
     if done.state == "failed":
         raise StudioError(done.error_status or 500, done.error or "The operation failed.")
     return done.result
+
+
+async def answer_from_thread(request: Request, operations: OperationRunner, kind: str, fn: Callable[[], Any],
+                             message: str, slow: bool = False) -> Any:
+    """``answer_within`` for blocking work (run in a worker thread) whose result is a pydantic model; ``slow``
+    answers 202 at once, without waiting the few seconds first."""
+    async def work(progress: Progress) -> Any:
+        await asyncio.to_thread(progress, 0.1, message)
+        return (await asyncio.to_thread(fn)).model_dump(mode="json")
+
+    return await answer_within(request, operations, kind, work, 0 if slow else ANSWER_WITHIN_S)

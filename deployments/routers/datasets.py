@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
@@ -14,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from deployments.operations_http import ACCEPTED_RESPONSE, accepted, wants_async
+from deployments.operations_http import ACCEPTED_RESPONSE, answer_from_thread
 from deployments.services import Datasets, Store, get_services
 from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
@@ -86,6 +87,7 @@ async def upload(request: Request, service: Datasets):
     """Store an uploaded dataset and validate it on Ray Data; 4xx with the reason when it cannot be used. A large
     file (or ``Prefer: respond-async``) answers 202 with an operation whose result is the dataset."""
     declared = request.headers.get("content-length")
+    declared_size = int(declared) if declared and declared.isdigit() else 0
     # Refuse an oversize upload from its header, before reading a byte of it.
     if declared and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -105,8 +107,7 @@ async def upload(request: Request, service: Datasets):
         model_path = await run_in_threadpool(resolve_model_path, model)
         name = str(form.get("name")) if form.get("name") else None
         operations = get_services(request).operations
-        size = int(declared) if declared and declared.isdigit() else 0
-        if operations is None or not (wants_async(request) or size >= ASYNC_VALIDATION_BYTES):
+        if operations is None:
             return await run_in_threadpool(service.create, file.file, file.filename, name, str(model_path), model,
                                            max_length, columns)
         incoming = service.store.datasets_dir.parent / "incoming_uploads"
@@ -114,16 +115,21 @@ async def upload(request: Request, service: Datasets):
     finally:
         await form.close()
 
-    def create(progress) -> dict:
+    def create() -> DatasetRecord:
         try:
-            progress(0.1, "validating on Ray Data")
             with open(spooled, "rb") as src:
-                record = service.create(src, file.filename, name, str(model_path), model, max_length, columns)
-            return record.model_dump(mode="json")
+                return service.create(src, file.filename, name, str(model_path), model, max_length, columns)
         finally:
             spooled.unlink(missing_ok=True)
 
-    return accepted(request, operations, "dataset-validation", lambda progress: asyncio.to_thread(create, progress))
+    return await validation(request, operations, create, declared_size)
+
+
+async def validation(request: Request, operations, validate: Callable[[], DatasetRecord], size: int):
+    """A validation on Ray Data, as an operation: the dataset when it is done within a few seconds, else (a large
+    file, a cold Ray Data, or ``Prefer: respond-async``) 202 with the operation, whose result is the dataset."""
+    return await answer_from_thread(request, operations, "dataset-validation", validate, "validating on Ray Data",
+                                    slow=size >= ASYNC_VALIDATION_BYTES)
 
 
 @router.get("", response_model=list[DatasetRecord])
@@ -157,14 +163,11 @@ async def revalidate(request: Request, dataset_id: str, body: RevalidateRequest,
     record = _dataset(store, dataset_id)
     model_path = await run_in_threadpool(resolve_model_path, body.model)
     operations = get_services(request).operations
-    if operations is None or not (wants_async(request) or record.size_bytes >= ASYNC_VALIDATION_BYTES):
+    if operations is None:
         return await run_in_threadpool(service.revalidate, dataset_id, str(model_path), body.model, body.max_length)
-
-    def again(progress) -> dict:
-        progress(0.1, "validating on Ray Data")
-        return service.revalidate(dataset_id, str(model_path), body.model, body.max_length).model_dump(mode="json")
-
-    return accepted(request, operations, "dataset-validation", lambda progress: asyncio.to_thread(again, progress))
+    return await validation(request, operations,
+                            lambda: service.revalidate(dataset_id, str(model_path), body.model, body.max_length),
+                            record.size_bytes)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)

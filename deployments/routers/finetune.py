@@ -7,12 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from deployments.services import Datasets, Jobs, Store
+from deployments.operations_http import ACCEPTED_RESPONSE, answer_from_thread
+from deployments.services import Datasets, Jobs, Store, get_services
 from sage_studio.model_store import resolve_model_path
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train.datasets import write_docs_sample
@@ -113,9 +114,10 @@ class DocsDatasetRequest(BaseModel):
     max_length: int = Field(512, ge=16, le=32768, description="Max length the token statistics compare with.")
 
 
-@router.post("/prepare-docs-dataset", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord)
-async def prepare_docs_dataset(store: Store, service: Datasets,
-                               body: DocsDatasetRequest | None = None) -> DatasetRecord:
+@router.post("/prepare-docs-dataset", status_code=status.HTTP_201_CREATED, response_model=DatasetRecord,
+             responses=ACCEPTED_RESPONSE)
+async def prepare_docs_dataset(request: Request, store: Store, service: Datasets,
+                               body: DocsDatasetRequest | None = None):
     """A sample dataset made from the studio's bundled documentation, stored and validated like an upload."""
     body = body or DocsDatasetRequest()
     model_path = await run_in_threadpool(resolve_model_path, body.model)
@@ -129,4 +131,7 @@ async def prepare_docs_dataset(store: Store, service: Datasets,
             return service.create(tmp, "sage-docs.jsonl", f"SAGE Studio docs ({body.format})", str(model_path),
                                   body.model, body.max_length)
 
-    return await run_in_threadpool(build)
+    operations = get_services(request).operations
+    if operations is None:
+        return await run_in_threadpool(build)
+    return await answer_from_thread(request, operations, "dataset-validation", build, "validating on Ray Data")
