@@ -3,7 +3,7 @@
 - The ``studio_`` series live in the gateway's own ``prometheus_client`` registry (not the process-wide default,
   so two apps in one process, as in the tests, never clash): requests per route, model and status, time to the
   first token of streams, tokens per model and kind, and the gateway's time before the engine.
-- vLLM's engine series (``vllm:*``, recorded in each engine replica by vLLM's ``RayPrometheusStatLogger``) and Ray
+- vLLM's engine series (``vllm:*``, exported as ``ray_vllm_*``, recorded in each engine replica by vLLM's ``RayPrometheusStatLogger``) and Ray
   Serve's (``ray_serve_*``) go through Ray's metrics export: each Ray node's metrics agent serves them in Prometheus
   text on the node's ``MetricsExportPort``. The gateway reads every alive node's page and hands the parsed families
   on (``prometheus_client.parser``), merged by name so the answer is one valid exposition however many nodes there
@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 logger = logging.getLogger("ray.serve")
 
-# Ray's series worth a studio's dashboard: its Serve metrics, the engines' vLLM metrics (Ray keeps vLLM's names,
-# or prefixes them with ray_ depending on the exporter), and the node's basic resource use.
-RAY_PREFIXES = ("ray_serve_", "serve_", "vllm:", "ray_vllm", "vllm_", "ray_node_cpu", "ray_node_mem")
+# Ray's series worth a studio's dashboard: its Serve metrics, the engines' vLLM metrics (vLLM's "vllm:x" is
+# exported by Ray as "ray_vllm_x", labelled model_name, engine and ReplicaId) and the node's basic resource use.
+RAY_PREFIXES = ("ray_serve_", "ray_vllm_", "ray_node_cpu", "ray_node_mem")
 NODE_LIST_TTL_S = 30
 FETCH_TIMEOUT_S = 5
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60)

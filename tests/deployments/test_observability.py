@@ -81,15 +81,22 @@ def test_a_streamed_session_chat_is_followed_by_its_request_id_and_counted_in_me
         value(before, "studio_tokens_total", model=model, kind="prompt")
 
     # vLLM's own engine series come through Ray's metrics export (reported every few seconds).
-    deadline, engine = time.time() + 60, {}
+    deadline, page = time.time() + 60, {}
     while time.time() < deadline:
-        engine = {n: v for (n, ls), v in samples(httpx.get(f"{base}/metrics", timeout=30).text).items()
-                  if "vllm" in n and "generation_tokens" in n and ("model_name", model) in ls}
-        if engine and max(engine.values()) > 0:
+        page = samples(httpx.get(f"{base}/metrics", timeout=30).text)
+        if value(page, "ray_vllm_generation_tokens_total", model_name=model) >= completion:
             break
         time.sleep(3)
-    assert engine and max(engine.values()) >= completion, engine
-    assert any(n.startswith(("ray_serve_", "serve_")) for (n, _) in after), "no Ray Serve series"
+    assert value(page, "ray_vllm_generation_tokens_total", model_name=model) >= completion > 0
+    assert value(page, "ray_vllm_time_to_first_token_seconds_count", model_name=model) >= 1
+    assert value(page, "ray_serve_num_http_requests_total", route="/v1/chat/completions") >= 1
+
+    # Every series the Grafana board plots is on the page.
+    board = json.loads((Path(__file__).parents[2] / "deployments" / "grafana_dashboard.json").read_text())
+    plotted = {name for panel in board["panels"] for target in panel["targets"]
+               for name in re.findall(r"\b((?:studio|ray_vllm|ray_serve)_[a-z_]+)", target["expr"])}
+    served = {n for n, _ in page}
+    assert len(plotted) >= 10 and plotted <= served, plotted - served
 
     # The id is in the gateway's log lines and the engine's (Serve's replica logs, vLLM's "Added request").
     logs = files_naming(request_id)
