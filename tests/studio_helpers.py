@@ -68,3 +68,22 @@ def switch(url: str, route: str, body: dict, timeout: float = 600) -> tuple[dict
             return operation["result"], took
         time.sleep(1)
     raise AssertionError(f"the switch {operation_id} did not end in {timeout:.0f} s")
+
+
+def followed(client, response, status: int = 201, timeout: float = 300):
+    """The answer the call gives once its work is done: a 202 (the validation ran past the studio's few seconds,
+    e.g. a cold Ray Data) is followed through GET /api/operations/{id} and turned back into the answer it stands
+    for (``status`` with the result, or the operation's error status and message)."""
+    import httpx
+
+    if response.status_code != 202 or "operation_id" not in response.json():
+        return response
+    op_id = response.json()["operation_id"]
+    deadline = time.time() + timeout
+    while (operation := client.get(f"/api/operations/{op_id}").json())["state"] not in ("succeeded", "failed"):
+        assert time.time() < deadline, operation
+        time.sleep(0.2)
+    if operation["state"] == "succeeded":
+        return httpx.Response(status, json=operation["result"])
+    message = operation["error"]
+    return httpx.Response(operation["error_status"], json={"error": {"message": message}, "detail": message})

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from ray import serve
 
-from studio_helpers import deploy_declaratively
+from studio_helpers import deploy_declaratively, followed
 from deployments.config import ModelConfig, StudioConfig
 from test_hotswap import Traffic, ask
 
@@ -46,8 +46,8 @@ def test_serve_finetune_and_hot_swap_a_hub_model_offline(hub_url, hub_model):
 
     rows = [{"prompt": f"Say the word number {i % 4}.", "completion": ["alpha", "beta", "gamma", "delta"][i % 4]}
             for i in range(24)]
-    up = http.post("/api/datasets", files={"file": ("words.parquet", _parquet(rows))},
-                   data={"model": hub_model, "max_length": "64"})
+    up = followed(http, http.post("/api/datasets", files={"file": ("words.parquet", _parquet(rows))},
+                                  data={"model": hub_model, "max_length": "64"}))
     assert up.status_code == 201, up.text
     report = up.json()["report"]
     assert report["column_mapping"] == {"instruction": "prompt", "output": "completion"}

@@ -8,6 +8,8 @@ from typing import Callable, TypeVar
 
 import pytest
 
+from studio_helpers import followed
+
 T = TypeVar("T")
 
 
@@ -51,8 +53,8 @@ def upload_toy_dataset(http) -> str:
     """16 instruction rows for the tiny model through ``POST /api/datasets``; returns the dataset id."""
     rows = [{"instruction": f"Say the word number {i % 4}.", "output": ["alpha", "beta", "gamma", "delta"][i % 4]}
             for i in range(16)]
-    r = http.post("/api/datasets", data={"model": "tiny-llama", "max_length": "64"},
-                  files={"file": ("toy.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())})
+    r = followed(http, http.post("/api/datasets", data={"model": "tiny-llama", "max_length": "64"},
+                                 files={"file": ("toy.jsonl", "".join(json.dumps(row) + "\n" for row in rows).encode())}))
     assert r.status_code == 201, r.text
     return r.json()["id"]
 

@@ -21,6 +21,7 @@ from ray import serve
 from deployments.app import build_studio_app
 from deployments.config import RemoteConfig, StudioConfig
 from reliability_helpers import report, wait_for
+from studio_helpers import followed
 
 pytestmark = pytest.mark.reliability
 
@@ -116,7 +117,7 @@ def test_no_record_lost_across_a_crash_and_a_restart(studio, tiny_model_dir, tmp
     stop = threading.Event()
     try:
         with httpx.Client(base_url=url, timeout=120) as client:
-            dataset = client.post("/api/datasets", files={"file": ("rows.jsonl", ROWS)})
+            dataset = followed(client, client.post("/api/datasets", files={"file": ("rows.jsonl", ROWS)}))
             assert dataset.status_code == 201, dataset.text
             dataset_id = dataset.json()["id"]
             task = client.post("/api/finetune/create", json={"model": str(tiny_model_dir), "dataset_id": dataset_id,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from studio_helpers import followed
+
 AREAS = ("finetune", "datasets", "system")
 
 
@@ -74,7 +76,8 @@ def alpaca_rows(n: int) -> list[dict]:
 
 def upload(client: httpx.Client, filename: str, content: bytes, **form) -> httpx.Response:
     form.setdefault("model", "tiny-llama")
-    return client.post("/api/datasets", files={"file": (filename, content, "application/octet-stream")}, data=form)
+    return followed(client, client.post("/api/datasets", files={"file": (filename, content, "application/octet-stream")},
+                                        data=form))
 
 
 def wait_for(client: httpx.Client, task_id: str, states: tuple[str, ...], timeout: float = 600) -> dict:

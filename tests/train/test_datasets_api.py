@@ -11,7 +11,9 @@ from ft_helpers import alpaca_rows, upload
 
 
 def _files_under(root):
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    # SQLite's journal files come and go with the studio's own databases: they are not what an upload leaves.
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not p.name.endswith(("-wal", "-shm")))
 
 
 def test_upload_reports_format_counts_tokens_and_preview(http, tiny_model_dir):
@@ -141,7 +143,8 @@ def test_request_errors(http):
 
 def test_revalidate_and_delete(http, ft_app):
     ds = upload(http, "a.jsonl", "".join(json.dumps(r) + "\n" for r in alpaca_rows(8)).encode()).json()
-    r = http.post(f"/api/datasets/{ds['id']}/validate", json={"model": "tiny-llama", "max_length": 4096})
+    r = followed(http, http.post(f"/api/datasets/{ds['id']}/validate", json={"model": "tiny-llama", "max_length": 4096}),
+                 200)
     assert r.status_code == 200 and r.json()["report"]["tokens"]["over_max_length"] == 0
     assert http.delete(f"/api/datasets/{ds['id']}").status_code == 204
     assert http.get(f"/api/datasets/{ds['id']}").status_code == 404
@@ -152,7 +155,7 @@ def test_docs_sample_dataset(http):
     from train.datasets import docs_sample_rows
 
     rows = docs_sample_rows("qa")
-    r = http.post("/api/finetune/prepare-docs-dataset", json={"format": "qa", "model": "tiny-llama"})
+    r = followed(http, http.post("/api/finetune/prepare-docs-dataset", json={"format": "qa", "model": "tiny-llama"}))
     assert r.status_code == 201, r.text
     ds = r.json()
     assert ds["format"] == "qa" and ds["rows_valid"] == len(rows) >= 10 and ds["report"]["rows_invalid"] == 0
