@@ -208,8 +208,10 @@ def test_merged_finetune_replaces_the_base_and_persists(swap_url, store, tiny_mo
     from deployments.serving_state import load_state
 
     task_id = completed_task(store, tiny_model_dir, "merged-again", CANARY_1)
-    current, accepted_in = switch(swap_url, "switch-model", {"model": task_id, "serve_as": "merged"})
+    started = time.monotonic()
+    current, accepted_in = switch(swap_url, "use-as-backend", {"task_id": task_id, "serve_as": "merged"})
     assert accepted_in is not None and accepted_in < 1.0, accepted_in  # 202 at once; the merge ran as an operation
+    print(f"merged use-as-backend: 202 in {accepted_in:.3f} s, switch done {time.monotonic() - started:.1f} s later")
     assert current["model"] == "merged-again" and current["merged"]
     assert ask(swap_url, stream=True) == ("merged-again", CANARY_1)
     assert ask(swap_url, stream=False, model="merged-again") == ("merged-again", CANARY_1)
