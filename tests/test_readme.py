@@ -316,8 +316,16 @@ def test_serve_run_of_the_ui_builder_takes_its_documented_args():
 
 
 @pytest.mark.parametrize("block", of("yaml"))
-def test_yaml_blocks_validate_against_what_they_configure(block):
+def test_yaml_blocks_validate_against_what_they_configure(block, sage_home):
     data = yaml.safe_load(block.code)
+    if "scrape_configs" in data:  # Prometheus: each job scrapes the gateway's metrics route
+        from deployments.api import create_api
+        from deployments.config import StudioConfig
+
+        app = create_api(StudioConfig(models=[], remote=None, sage_home=str(sage_home)))
+        paths = {getattr(route, "path", None) for route in app.routes}
+        assert all(job["metrics_path"] in paths and job["static_configs"] for job in data["scrape_configs"])
+        return
     if "memory" in data:
         from sage_studio.memory import MemoryConfig
 

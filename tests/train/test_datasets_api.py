@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ft_helpers import alpaca_rows, upload
+from studio_helpers import followed
 
 
 def _files_under(root):
