@@ -125,3 +125,17 @@ def test_a_run_answers_202_with_prefer_respond_async_and_the_operation_gives_the
     assert counted[("/api/pipelines/{pipeline_id}/run", "202")] == 1
     assert counted[("/api/pipelines/{pipeline_id}/run", "200")] == 1
     assert counted[("/api/operations/{operation_id}", "404")] == 1
+
+
+def test_the_cli_follows_a_202_to_the_operations_result(api, capsys):
+    """``sage pipeline`` / ``sage finetune`` calls go through ``gateway_client.call``, which polls the operation."""
+    import typer
+
+    from sage_cli.gateway_client import call
+
+    pid = api.post("/api/pipelines", json=diamond_body()).json()["id"]
+    ran = call(api, "POST", f"/api/pipelines/{pid}/run", json={"input": "z"}, headers={"Prefer": "respond-async"})
+    assert ran["result"] == {"j": "A(z)\nB(z)"}
+    with pytest.raises(typer.Exit):
+        call(api, "GET", "/api/operations/op_nope")
+    assert "No operation 'op_nope'" in capsys.readouterr().err
