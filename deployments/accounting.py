@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from deployments.request_context import request_id_of
 from deployments.security import route_path
+from deployments.services import StudioServices
 from sage_studio.usage import UsageRecord, key_id
 
 logger = logging.getLogger("ray.serve")
@@ -51,7 +52,7 @@ def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
 class Accounting:
     """The accounting of one model request."""
 
-    def __init__(self, services: Any, model: str, request: Request, session_id: str | None):
+    def __init__(self, services: StudioServices, model: str, request: Request, session_id: str | None):
         self.metrics = services.metrics
         self.ledger = services.usage
         self.record_of = lambda prompt, completion: UsageRecord(
