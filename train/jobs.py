@@ -29,6 +29,7 @@ from sage_studio.files import atomic_write
 from sage_studio.settings import DEFAULT_MODEL_NAME
 from train import autoscale, task_folder
 from train.capacity import ClusterCapacity, cluster_total, demand, fits_in, free_for_queue, task_bundle, task_bundles
+from train.evaluation import MAX_VAL_SIZE, resolve_val_size
 from train.store import ACTIVE_STATES, FINAL_STATES, FinetuneStore, TaskRecord, new_id
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,11 @@ class FinetuneRequest(BaseModel):
     )
     checkpoint_every: int | None = Field(None, ge=1, description="Steps between checkpoints; default a quarter run.")
     max_failures: int = Field(3, ge=0, le=100, description="Worker failures to recover from (from the checkpoint).")
-    seed: int = Field(42, description="Seed for the adapter's initialization and the shuffle.")
+    seed: int = Field(42, description="Seed for the adapter's initialization, the shuffle and the held-out split.")
+    val_size: float | None = Field(None, ge=0, le=MAX_VAL_SIZE, description="Fraction of the rows held out for "
+                                   "evaluation (never trained on); default 0.1 with >= 50 valid rows, else 0.")
+    eval_steps: int | None = Field(None, ge=1, description="Steps between held-out evaluations (and the last "
+                                   "step); default a quarter run.")
 
     @field_validator("worker_resources")
     @classmethod
@@ -149,7 +154,9 @@ class JobManager:
 
     # ---- requests -------------------------------------------------------------------------------------------
     def create(self, request: FinetuneRequest, dataset, model_path: Path) -> TaskRecord:
-        """Record a task and queue it; FinetuneError(400) when the cluster could never run it."""
+        """Record a task and queue it; FinetuneError(400) when the cluster could never run it, StudioError(422)
+        when its val_size leaves too few training rows."""
+        val_size = resolve_val_size(request.val_size, dataset.rows_valid, request.num_workers)
         total = cluster_total()
         use_gpu = request.use_gpu if request.use_gpu is not None else total.get("GPU", 0) >= 1
         need = demand(request.num_workers, request.cpus_per_worker, use_gpu, request.worker_resources)
@@ -161,7 +168,7 @@ class JobManager:
         task_dir = self.store.task_dir(task_id)
         task_dir.mkdir(parents=True)
         config = {
-            **request.model_dump(), "task_id": task_id, "use_gpu": use_gpu, "model_path": str(model_path),
+            **request.model_dump(), "val_size": val_size, "task_id": task_id, "use_gpu": use_gpu, "model_path": str(model_path),
             "dataset_path": str(self.store.dataset_file(dataset.id)), "format": dataset.format,
             "column_mapping": dataset.report.get("column_mapping") or {},
             "dataset_rows": dataset.rows_valid, "output_dir": str(task_dir), "demand": need,

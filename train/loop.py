@@ -23,6 +23,7 @@ import ray.train.torch
 from ray.train import Checkpoint, UserCallback
 
 from train import task_folder
+from train.evaluation import HeldOut, held_out_loss, split_held_out, split_key
 from train.formats import encode_for_training
 from train.readers import data_kind, read_rows
 from train.validation import bounded, check_batch, check_pool, load_tokenizer
@@ -30,26 +31,31 @@ from train.validation import bounded, check_batch, check_pool, load_tokenizer
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def _tokenize_batch(batch: pa.Table, fmt: str, model_path: str, max_length: int) -> dict[str, np.ndarray]:
+def _tokenize_batch(batch: pa.Table, fmt: str, model_path: str, max_length: int, seed: int) -> dict[str, np.ndarray]:
     tokenizer = load_tokenizer(model_path)
-    ids, labels = [], []
-    for row_fmt, text in zip(batch.column("format").to_pylist(), batch.column("messages").to_pylist()):
+    rows, keys, ids, labels = [], [], [], []
+    for row, row_fmt, text in zip(batch.column("row").to_pylist(), batch.column("format").to_pylist(),
+                                  batch.column("messages").to_pylist()):
         if row_fmt != fmt or text is None:
             continue  # invalid rows and rows of another format were reported at upload and are left out
         i, lab = encode_for_training(tokenizer, json.loads(text), max_length)
         if any(x != -100 for x in lab):  # an answer cut off entirely by max_length teaches nothing
+            rows.append(row)
+            keys.append(split_key(seed, row, text))
             ids.append(np.asarray(i, dtype=np.int64))
             labels.append(np.asarray(lab, dtype=np.int64))
     out = np.empty(len(ids), dtype=object), np.empty(len(ids), dtype=object)
     out[0][:] = ids
     out[1][:] = labels
-    return {"input_ids": out[0], "labels": out[1]}
+    return {"row": np.asarray(rows, dtype=np.int64), "split_key": np.asarray(keys, dtype=np.int64),
+            "input_ids": out[0], "labels": out[1]}
 
 
 def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, seed: int,
-                     columns: dict[str, str] | None = None):
-    """The valid rows of the dataset's format, tokenized with assistant-only labels, shuffled once, materialized.
-    ``columns`` is the column mapping the upload was validated with (field → column).
+                     columns: dict[str, str] | None = None, val_size: float = 0.0):
+    """(training rows, held-out rows or None, held-out row numbers): the valid rows of the dataset's format,
+    tokenized with assistant-only labels; ``val_size`` of them held out (``train.evaluation.split_held_out``), the
+    rest shuffled once; both materialized. ``columns`` is the column mapping the upload was validated with.
 
     Materializing before the trainer starts matters on small clusters: Ray Data then needs no CPU while the
     training workers hold them all, and every epoch (and every resume) reads the same tokenized rows.
@@ -61,9 +67,9 @@ def training_dataset(path: Path, fmt: str, model_path: str, max_length: int, see
     )
     ds = ds.map_batches(
         _tokenize_batch, batch_format="pyarrow", batch_size=256, compute=check_pool(),
-        fn_kwargs={"fmt": fmt, "model_path": model_path, "max_length": max_length},
+        fn_kwargs={"fmt": fmt, "model_path": model_path, "max_length": max_length, "seed": seed},
     )
-    return ds.random_shuffle(seed=seed).materialize()
+    return split_held_out(ds, val_size, seed)
 
 
 def pad_collate(batch: dict[str, np.ndarray], pad_id: int) -> dict[str, Any]:
@@ -173,6 +179,10 @@ def train_loop(cfg: dict[str, Any]) -> None:
     recorder = cfg["recorder"]
     shard = ray.train.get_dataset_shard("train")
     steps_per_epoch, total = cfg["steps_per_epoch"], cfg["total_steps"]
+    held_out = None
+    if cfg.get("eval_rows"):
+        held_out = HeldOut(ray.train.get_dataset_shard("val"), cfg["batch_size"],
+                           lambda b: pad_collate(b, pad_id), device)
     step = start_step
     last = time.perf_counter()
     for epoch in range(start_step // steps_per_epoch, cfg["epochs"]):
@@ -196,6 +206,9 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 "step_time_s": round(now - last, 4), "tokens": int(batch["attention_mask"].sum()),
                 "resumed_from": start_step, "worker_pid": os.getpid(),
             }
+            if held_out is not None and (step % cfg["eval_steps"] == 0 or step == total):
+                metrics.update(_evaluate(model, held_out, world, final=step == total))
+                now = time.perf_counter()  # the next step's time leaves the eval pass out
             last = now
             checkpointing = step % cfg["checkpoint_every"] == 0 or step == total
             if rank == 0:
@@ -207,6 +220,19 @@ def train_loop(cfg: dict[str, Any]) -> None:
                     ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder) if rank == 0 else None)
         if step >= total:
             break
+
+
+def _evaluate(model, held_out, world: int, final: bool) -> dict[str, Any]:
+    """eval_loss on the held-out rows; after the last step also the base model's (the adapter disabled)."""
+    inner = getattr(model, "module", model)  # unwrap DDP: no gradient sync in a forward-only pass
+    began = time.perf_counter()
+    loss, rows = held_out_loss(inner, held_out, world)
+    out = {"eval_loss": round(loss, 5), "eval_rows": rows}
+    if final:
+        with inner.disable_adapter():
+            out["base_eval_loss"] = round(held_out_loss(inner, held_out, world)[0], 5)
+    out["eval_time_s"] = round(time.perf_counter() - began, 4)
+    return out
 
 
 def steps_plan(rows: int, batch_size: int, num_workers: int, epochs: int, max_steps: int | None) -> tuple[int, int]:
@@ -253,7 +279,8 @@ class ProgressRecorder:
         self._write_status(state="training", **m)
         self.log(
             f"step {m['step']}/{m['total_steps']} epoch {m['epoch']:.2f} loss {m['loss']:.4f} "
-            f"lr {m['lr']:.2e} eta {m['eta_s']:.0f}s" + (" [checkpoint saved]" if m.get("checkpoint") else "")
+            f"lr {m['lr']:.2e} eta {m['eta_s']:.0f}s" + (f" eval_loss {m['eval_loss']:.4f}" if "eval_loss" in m else "")
+            + (" [checkpoint saved]" if m.get("checkpoint") else "")
         )
 
     def checkpointed(self, step: int) -> None:

@@ -21,8 +21,9 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from train.evaluation import default_eval_steps, summary
 from train.loop import ProgressRecorder, TrainEvents, steps_plan, train_loop, training_dataset
-from train.task_folder import RESULT, STATUS, TASK, adapter_dir, log, write_json
+from train.task_folder import HELD_OUT, RESULT, STATUS, TASK, adapter_dir, log, write_json
 from train.validation import load_tokenizer
 
 
@@ -33,16 +34,23 @@ def run(task_dir: Path) -> dict:
     write_json(task_dir / STATUS, {"state": "preparing", "phase": "tokenizing the dataset", "updated_at": started})
     log(task_dir, f"task {cfg['task_id']}: model {cfg['model']}, dataset {cfg['dataset_id']} ({cfg['format']})",
         echo=True)
-    ds = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"], cfg["max_length"], cfg["seed"],
-                          cfg.get("column_mapping"))
+    ds, val, held_out_rows = training_dataset(Path(cfg["dataset_path"]), cfg["format"], cfg["model_path"],
+                                              cfg["max_length"], cfg["seed"], cfg.get("column_mapping"),
+                                              cfg.get("val_size") or 0.0)
     rows = ds.count()
     if rows < cfg["num_workers"]:
         raise ValueError(f"only {rows} usable rows after tokenization, fewer than the {cfg['num_workers']} workers")
     steps_per_epoch, total = steps_plan(rows, cfg["batch_size"], cfg["num_workers"], cfg["epochs"], cfg["max_steps"])
     cfg.update(steps_per_epoch=steps_per_epoch, total_steps=total, rows=rows)
     cfg["checkpoint_every"] = cfg.get("checkpoint_every") or max(1, total // 4)
+    cfg["eval_rows"] = len(held_out_rows)
+    cfg["eval_steps"] = cfg.get("eval_steps") or default_eval_steps(total)
+    write_json(task_dir / HELD_OUT, {"val_size": cfg.get("val_size") or 0.0, "seed": cfg["seed"],
+                                     "rows": held_out_rows})
     log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, {cfg['num_workers']} worker(s) "
-                  f"× batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}", echo=True)
+                  f"× batch {cfg['batch_size']}, checkpoint every {cfg['checkpoint_every']}"
+                  + (f"; {len(held_out_rows)} rows held out, eval every {cfg['eval_steps']} steps"
+                     if held_out_rows else ""), echo=True)
     write_json(task_dir / STATUS, {"state": "preparing", "phase": "starting workers", "total_steps": total,
                                    "rows": rows, "updated_at": time.time()})
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -62,7 +70,7 @@ def run(task_dir: Path) -> dict:
             failure_config=FailureConfig(max_failures=cfg["max_failures"]),
             callbacks=[TrainEvents(recorder)],
         ),
-        datasets={"train": ds},
+        datasets={"train": ds, **({"val": val} if val is not None else {})},
     )
     result = trainer.fit()
     ray.get(recorder.log.remote("training finished"))  # flushes the steps still queued at the recorder
@@ -74,10 +82,13 @@ def run(task_dir: Path) -> dict:
         shutil.copytree(folder, adapter, ignore=shutil.ignore_patterns("optimizer.pt", "trainer_state.json"))
     load_tokenizer(cfg["model_path"]).save_pretrained(adapter)
     metrics = result.metrics or {}
-    log(task_dir, f"completed: {metrics.get('step')} steps, last loss {metrics.get('loss')}, adapter in {adapter}",
-        echo=True)
+    evaluation = summary(metrics.get("base_eval_loss"), metrics.get("eval_loss"), metrics.get("eval_rows", 0))
+    log(task_dir, f"completed: {metrics.get('step')} steps, last loss {metrics.get('loss')}, adapter in {adapter}"
+        + (f"; held-out loss {evaluation['base']['loss']} (base) -> {evaluation['fine_tuned']['loss']} (fine-tuned) "
+           f"on {evaluation['rows']} rows" if evaluation else ""), echo=True)
     return {"state": "completed", "adapter_path": str(adapter), "steps": metrics.get("step"),
-            "final_loss": metrics.get("loss"), "rows": rows, "seconds": round(time.time() - started, 1)}
+            "final_loss": metrics.get("loss"), "rows": rows, "evaluation": evaluation,
+            "seconds": round(time.time() - started, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

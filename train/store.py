@@ -65,6 +65,9 @@ class TaskRecord(BaseModel):
     job_id: str | None = Field(None, description="The Ray job running it, once submitted.")
     error: str | None = None
     progress: dict[str, Any] = Field(default_factory=dict, description="step, total_steps, epoch, loss, eta_s...")
+    evaluation: dict[str, Any] | None = Field(
+        None, description="Once completed with held-out rows: {'base': {'loss', 'perplexity'}, 'fine_tuned': "
+                          "{'loss', 'perplexity'}, 'rows': N}, computed once after training.")
     created_at: float
     updated_at: float
     started_at: float | None = None
@@ -166,6 +169,7 @@ class FinetuneStore:
         data = dict(row)
         data["config"] = json.loads(data["config"])
         data["progress"] = json.loads(data["progress"] or "{}")
+        data["evaluation"] = data["progress"].get("evaluation")  # folded in from the job's result.json
         return TaskRecord(**data)
 
     def get_task(self, task_id: str) -> TaskRecord | None:

@@ -18,6 +18,7 @@ TASK = "task.json"  # the request as run, written by the manager before it submi
 STATUS = "status.json"  # the latest progress (phase, step, loss, eta_s, failures, last checkpoint)
 METRICS = "metrics.jsonl"  # one line per step
 RESULT = "result.json"  # how the job ended: completed (adapter, steps, final loss) or failed (error)
+HELD_OUT = "held_out.json"  # the row numbers held out for evaluation (never trained on), with val_size and seed
 TRAIN_LOG = "train.log"  # progress, failures and restarts, for people
 JOB_LOG = "job.log"  # the whole Ray job log, saved by the manager when the job ends
 
@@ -56,7 +57,8 @@ def read_metrics(task_dir: Path) -> list[dict]:
                 m = json.loads(line)
             except ValueError:
                 continue  # a line being written right now
-            by_step[m["step"]] = {k: m.get(k) for k in ("step", "epoch", "loss", "lr", "time", "resumed_from")}
+            by_step[m["step"]] = {k: m.get(k) for k in ("step", "epoch", "loss", "eval_loss", "lr", "time",
+                                                          "resumed_from")}
     return [by_step[s] for s in sorted(by_step)]
 
 

@@ -5,6 +5,7 @@ the FIFO queue and cancel at every state, and a studio restart during a run."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import ray
 from ft_helpers import alpaca_rows, upload, wait_for
 
 FAST = {"model": "tiny-llama", "batch_size": 4, "learning_rate": 5e-3, "max_length": 64, "lora_r": 8,
-        "lora_alpha": 16, "lora_dropout": 0.0}
+        "lora_alpha": 16, "lora_dropout": 0.0, "val_size": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def create(http, dataset_id, **overrides):
 
 @pytest.mark.slow  # 62 s here (2 busy cores)
 def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, dataset_id, tiny_model_dir):
-    task = create(http, dataset_id, epochs=3, checkpoint_every=8, name="toy run")
+    task = create(http, dataset_id, epochs=3, checkpoint_every=8, name="toy run", val_size=0.2, eval_steps=8)
     assert task["state"] == "queued" and task["name"] == "toy run"
     assert task["config"]["batch_size"] == 4  # what was asked is what runs: never silently changed
     seen = set()
@@ -46,22 +47,33 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
     done = http.get(f"/api/finetune/tasks/{task['id']}").json()
     assert done["state"] == "completed", done
     assert "preparing" in seen
-    assert done["progress"]["step"] == done["progress"]["total_steps"] == 48  # 64 rows / 4 per step × 3 epochs
+    # 64 rows, 13 held out (val_size 0.2): 51 / 4 per step -> 13 steps per epoch × 3 epochs
+    assert done["progress"]["step"] == done["progress"]["total_steps"] == 39
     points = http.get(f"/api/finetune/tasks/{task['id']}/metrics").json()["points"]
-    assert [p["step"] for p in points] == list(range(1, 49))
+    assert [p["step"] for p in points] == list(range(1, 40))
     losses = [p["loss"] for p in points]
     assert sum(losses[-8:]) / 8 < sum(losses[:8]) / 8 - 0.3, losses  # from ~6.1 (random) to ~5.6 nats
+    evals = {p["step"]: p["eval_loss"] for p in points if p["eval_loss"] is not None}
+    assert list(evals) == [8, 16, 24, 32, 39], points  # every eval_steps and at the last step
+    assert evals[39] < evals[8], evals
+    evaluation = done["evaluation"]  # computed once after training, on the 13 held-out rows
+    assert evaluation["rows"] == 13 and evaluation["fine_tuned"]["loss"] == evals[39]
+    assert evaluation["fine_tuned"]["loss"] < evaluation["base"]["loss"] - 0.3, evaluation
+    assert abs(evaluation["base"]["perplexity"] - math.exp(evaluation["base"]["loss"])) < 0.01 * math.exp(
+        evaluation["base"]["loss"])
     out = ft_app.home / "studio_finetune" / task["id"]
-    assert {"task.json", "metrics.jsonl", "train.log", "result.json", "job.log", "adapter"} <= {
+    assert {"task.json", "metrics.jsonl", "train.log", "result.json", "job.log", "adapter", "held_out.json"} <= {
         p.name for p in out.iterdir()}
+    assert len(json.loads((out / "held_out.json").read_text())["rows"]) == 13
     assert json.loads((out / "task.json").read_text())["batch_size"] == 4
     assert (done["progress"]["adapter_path"], done["progress"]["steps"], done["progress"]["final_loss"]) == (
-        str(out / "adapter"), 48, losses[-1])  # result.json, folded into the row
+        str(out / "adapter"), 39, losses[-1])  # result.json, folded into the row
     log = http.get(f"/api/finetune/tasks/{task['id']}/logs").text
-    assert "step 48/48" in (out / "train.log").read_text() and "[sage] completed: 48 steps" in log
+    assert "step 39/39" in (out / "train.log").read_text() and "[sage] completed: 39 steps" in log
+    assert "13 rows held out, eval every 8 steps" in log
     with http.stream("GET", f"/api/finetune/tasks/{task['id']}/logs", params={"follow": "true"}) as stream:
         followed = "".join(stream.iter_text())  # the job is over: the stream must end by itself
-    assert "[sage] completed: 48 steps" in followed
+    assert "[sage] completed: 39 steps" in followed
 
     import torch
     from peft import PeftModel
@@ -150,6 +162,13 @@ def test_create_rejects_what_cannot_run(http, dataset_id):
     for bad, word in (({"train_node": -1}, "train_node"), ({"CPU": 2}, "cpus_per_worker"), ({" ": 1}, "empty")):
         r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "worker_resources": bad})
         assert r.status_code == 422 and word in r.json()["error"]["message"], r.text
+    for val_size in (0.6, -0.1):
+        r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "val_size": val_size})
+        assert r.status_code == 422 and "val_size" in r.json()["error"]["message"], r.text
+    r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "val_size": 0.5,
+                                                "num_workers": 40})  # 32 held out, 32 left for 40 workers
+    assert r.status_code == 422, r.text
+    assert "leaves 32 for training, fewer than the 40 worker(s)" in r.json()["error"]["message"]
     r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "learning_rate": -1})
     assert r.status_code == 422 and "learning_rate" in r.json()["error"]["message"]
     r = http.post("/api/finetune/create", json={**FAST, "dataset_id": dataset_id, "model": "nope"})
