@@ -16,7 +16,7 @@ from deployments.services import StudioServices
 
 # One module per area under deployments/routers; each exposes `router`.
 AREAS = ["openai", "sessions", "memory", "datasets", "finetune", "system", "pipelines", "models", "catalog",
-         "observability"]
+         "observability", "feedback"]
 
 
 def create_api(config: StudioConfig, model_router: ModelRouter | None = None, areas: list[str] = AREAS,

@@ -35,7 +35,7 @@ logger = logging.getLogger("ray.serve")
 AREA_SERVICES = {
     "sessions": {"memory"}, "memory": {"memory"}, "openai": set(), "system": set(),
     "finetune": {"finetune"}, "datasets": {"finetune"}, "models": {"finetune", "switch"}, "pipelines": {"pipelines"},
-    "catalog": {"finetune"},
+    "catalog": {"finetune"}, "feedback": {"memory", "finetune"},
 }
 
 

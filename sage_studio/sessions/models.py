@@ -47,6 +47,8 @@ class Message(TurnMessage):
     recall: list[RecalledDialog] | None = Field(
         None, description="User turns only: older dialogs the memory backend injected into this turn's prompt."
     )
+    rating: Literal[1, -1] | None = Field(None, description="Assistant turns: the user's thumbs up (1) or down (-1).")
+    comment: str | None = Field(None, description="Assistant turns: the user's comment with the rating.")
 
 
 class SessionSummary(BaseModel):

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session as DbSession, mapped_column
 
+from sage_studio.errors import StudioError
 from sage_studio.sessions.models import (
     DEFAULT_TITLE,
     Dialog,
@@ -72,6 +73,8 @@ class _MessageRow(_Base):
     tool_calls: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list, OpenAI's shape
     tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the HTTP request that stored it
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)  # assistant turns: 1 or -1
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -208,6 +211,8 @@ class SessionStore:
                     request_id=m.request_id,
                     timestamp=_utc(m.created_at),
                     recall=None if m.recall is None else [RecalledDialog(**r) for r in json.loads(m.recall)],
+                    rating=m.rating,
+                    comment=m.comment,
                 )
                 for m in messages
             ],
@@ -290,6 +295,23 @@ class SessionStore:
                 ))
                 db.flush()  # ids follow the order of the turn, so pairing by id order is exact
             row.last_active = now
+
+    def rate(self, session_id: str, message_index: int, rating: int, comment: str | None = None) -> Message:
+        """Store the user's rating of the assistant message at ``message_index`` (0 = the session's first message);
+        ``StudioError`` 404 for an index the session does not have, 400 for a message that is not the assistant's."""
+        with self._write() as db:
+            self._row(db, session_id)
+            rows = db.scalars(select(_MessageRow).where(_MessageRow.session_id == session_id)
+                              .order_by(_MessageRow.id)).all()
+            if not 0 <= message_index < len(rows):
+                raise StudioError(404, f"Session '{session_id}' has {len(rows)} message(s): there is no message "
+                                       f"{message_index} (0 is the first).")
+            row = rows[message_index]
+            if row.role != "assistant":
+                raise StudioError(400, f"Message {message_index} is a {row.role} message: only the assistant's "
+                                       "replies take feedback.")
+            row.rating, row.comment = rating, comment
+        return self.get(session_id).messages[message_index]
 
     def dialogs(self, session_id: str) -> list[Dialog]:
         """The session's dialogs (user turn + the assistant's answer to it), oldest first."""

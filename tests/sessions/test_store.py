@@ -221,5 +221,35 @@ def test_a_database_from_before_tool_turns_is_upgraded_in_place(tmp_path):
         # The request id column came with the upgrade too, and stays out of the OpenAI shape.
         assert store.get("old").messages[-1].request_id == "req-7"
         assert "request_id" not in store.get("old").messages[-1].openai()
+        store.append_turn("old", [TurnMessage(role="assistant", content="ok")])
+        assert store.rate("old", 2, 1, "good").rating == 1  # the feedback columns were added in place as well
     finally:
         store.close()
+
+
+def test_ratings_are_stored_on_assistant_replies_and_become_chat_rows(store):
+    from sage_studio.errors import StudioError
+    from sage_studio.sessions.feedback import feedback_rows
+
+    s = store.create()
+    for q, a in (("Capital of France?", "Paris."), ("And of Spain?", "Lisbon."), ("Of Italy?", "Rome.")):
+        store.append_dialog(s.id, q, a)
+    assert store.rate(s.id, 1, 1).rating == 1
+    store.rate(s.id, 3, -1, "wrong country")
+    store.rate(s.id, 5, -1)
+    store.rate(s.id, 5, 1, "right")  # a second rating replaces the first
+    got = store.get(s.id).messages
+    assert [(m.rating, m.comment) for m in got] == [
+        (None, None), (1, None), (None, None), (-1, "wrong country"), (None, None), (1, "right")]
+    with pytest.raises(StudioError) as err:
+        store.rate(s.id, 0, 1)
+    assert err.value.status == 400 and "user message" in err.value.message
+    with pytest.raises(StudioError) as err:
+        store.rate(s.id, 6, 1)
+    assert err.value.status == 404 and "has 6 message(s)" in err.value.message
+    liked = feedback_rows([store.get(s.id)], 1)
+    assert liked == [
+        {"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]},
+        {"messages": [{"role": "user", "content": "Of Italy?"}, {"role": "assistant", "content": "Rome."}]}]
+    assert len(feedback_rows([store.get(s.id)], -1)) == 3
+    assert store.get(s.id).messages[1].openai() == {"role": "assistant", "content": "Paris."}  # not sent back

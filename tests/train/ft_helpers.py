@@ -14,7 +14,7 @@ import httpx
 
 from studio_helpers import followed
 
-AREAS = ("finetune", "datasets", "system")
+AREAS = ("finetune", "datasets", "system", "sessions", "feedback")
 
 
 def free_port() -> int:

@@ -197,3 +197,17 @@ def test_a_handler_wired_to_several_events_keeps_one_concurrency_group():
     assert {handler: ids for handler, ids in groups.items() if len(ids) > 1} == {}
     follows = [f for f in blocks.fns.values() if getattr(f.fn, "__func__", None) is FinetuneController.follow]
     assert len(follows) == 4
+
+
+def test_the_loss_plot_draws_the_training_and_held_out_curves():
+    from ui.tabs.finetune_view import loss_frame, task_notice
+
+    points = [{"step": 1, "loss": 6.1, "eval_loss": None}, {"step": 2, "loss": 5.9, "eval_loss": 6.0},
+              {"step": 3, "loss": 5.5}]
+    frame = loss_frame(points)
+    curves = {c: list(zip(g["step"], g["loss"])) for c, g in frame.groupby("curve")}
+    assert curves == {"train": [(1, 6.1), (2, 5.9), (3, 5.5)], "held-out": [(2, 6.0)]}
+    assert list(loss_frame([]).dtypes.astype(str)[:2]) == ["int64", "float64"]
+    done = {"id": "ft-1", "name": "toy", "state": "completed", "evaluation": {
+        "rows": 13, "base": {"loss": 6.2, "perplexity": 492.7}, "fine_tuned": {"loss": 1.3, "perplexity": 3.67}}}
+    assert "held-out loss on 13 rows: base 6.2 (perplexity 492.7) → fine-tuned 1.3" in task_notice(done)

@@ -256,7 +256,8 @@ def _tasks_panel() -> dict[str, Any]:
     with gr.Row(equal_height=False):
         c["log"] = gr.Code(label=strings.FT_LOG, language=None, lines=16, max_lines=16, interactive=False,
                            elem_id="ft-log")
-        c["loss"] = gr.LinePlot(loss_frame([]), x="step", y="loss", title=strings.FT_LOSS, elem_id="ft-loss",
+        c["loss"] = gr.LinePlot(loss_frame([]), x="step", y="loss", color="curve", title=strings.FT_LOSS,
+                                elem_id="ft-loss",
                                 height=320)
     c["recommendations"] = gr.State([])
     c["timer"] = gr.Timer(REFRESH_SECONDS, active=True)

@@ -12,7 +12,7 @@ from ui import strings
 from ui.render import esc, fmt, kv_table, notice
 
 TASK_COLUMNS = ["Task", "Name", "State", "Progress", "Loss", "ETA", "Started"]
-LOSS_COLUMNS = ["step", "loss"]
+LOSS_COLUMNS = ["step", "loss", "curve"]
 _STATE_ICONS = {"pending": "○", "queued": "◷", "preparing": "◔", "training": "◑", "completed": "●",
                 "failed": "✕", "cancelled": "⊘"}
 
@@ -115,6 +115,10 @@ def task_notice(task: dict[str, Any]) -> str:
         return notice(strings.FT_SUBMIT_RETRY.format(task=text, error=progress["submit_error"]), "warn")
     if state == "queued":
         return notice(strings.FT_QUEUED.format(task=text), "info")
+    ev = task.get("evaluation")
+    if ev:
+        text += strings.FT_EVALUATION.format(rows=ev["rows"], base=ev["base"]["loss"], tuned=ev["fine_tuned"]["loss"],
+                                             base_ppl=ev["base"]["perplexity"], tuned_ppl=ev["fine_tuned"]["perplexity"])
     return notice(text, "ok" if state == "completed" else "info")
 
 
@@ -123,9 +127,11 @@ def task_choices(tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def loss_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [(p["step"], p["loss"]) for p in points if p.get("loss") is not None]
+    """Long format for one LinePlot with two curves: the training loss per step and the held-out eval_loss."""
+    rows = [(p["step"], p["loss"], strings.FT_CURVE_TRAIN) for p in points if p.get("loss") is not None]
+    rows += [(p["step"], p["eval_loss"], strings.FT_CURVE_EVAL) for p in points if p.get("eval_loss") is not None]
     # Typed columns even when empty: the plot needs numeric axes, not categories.
-    return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"step": "int64", "loss": "float64"})
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"step": "int64", "loss": "float64", "curve": "str"})
 
 
 def recommendation_for(recommendations: list[dict[str, Any]], model: str | None) -> dict[str, Any] | None:
