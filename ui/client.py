@@ -177,6 +177,17 @@ class StudioClient:
     async def delete_session(self, session_id: str) -> dict[str, Any]:
         return await self.request("DELETE", f"/sessions/{session_id}")
 
+    async def rate_message(self, session_id: str, message_index: int, rating: int,
+                           comment: str | None = None) -> dict[str, Any]:
+        body = {"message_index": message_index, "rating": rating, **({"comment": comment} if comment else {})}
+        return await self.request("POST", f"/sessions/{session_id}/feedback", json=body)
+
+    async def dataset_from_feedback(self, min_rating: int = 1, model: str | None = None,
+                                    max_length: int | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in {"min_rating": min_rating, "model": model, "max_length": max_length}.items()
+                if v is not None}
+        return await self.request("POST", "/api/datasets/from-feedback", json=body)
+
     async def session_memory(self, session_id: str, query: str | None = None) -> dict[str, Any]:
         params = {"query": query} if query else None
         return await self.request("GET", f"/sessions/{session_id}/memory", params=params)

@@ -199,6 +199,69 @@ def test_finetune_completes_with_a_loss_plot_and_becomes_the_chat_model(studio_p
     assert studio_page.console_errors == []
 
 
+# Records how long each compare column's reply is on every DOM change, to see both grow at once.
+WATCH_COMPARE = """() => {
+  window.__compare = [];
+  const last = (id) => { const b = document.querySelectorAll(`#${id} [data-testid="bot"]`);
+                         return b.length ? b[b.length - 1].textContent.length : 0; };
+  new MutationObserver(() => window.__compare.push([last('compare-a'), last('compare-b')]))
+    .observe(document.querySelector('#chat-compare'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_compare_mode_feedback_and_a_finetune_on_the_rated_replies(studio_page, ui_studio):
+    api = httpx.Client(base_url=ui_studio.gateway_url, timeout=60)
+    tuned = api.get("/api/finetune/current-model").json()["model"]  # the previous test's fine-tune
+    base = ui_studio.args["models"][0]["name"]
+    page = studio_page.open(ui_studio.ui_url).page
+
+    page.locator("#chat-compare .label-wrap").first.click()
+    pick(page, "compare-model-a", base)
+    pick(page, "compare-model-b", tuned)
+    page.evaluate(WATCH_COMPARE)
+    fill(page, "compare-input", "Say the code word 3.")
+    page.locator("#compare-run").click()
+    expect(page.locator("#compare-status")).to_contain_text(f"Answered by {base} (left) and {tuned} (right)",
+                                                            timeout=REPLY_MS)
+    left = page.locator('#compare-a [data-testid="bot"]').last.text_content()
+    right = page.locator('#compare-b [data-testid="bot"]').last.text_content()
+    assert left.strip() and right.strip() and left != right, (left, right)  # two models, two answers
+    assert "code word is Ray" in right, right  # the fine-tune's learned reply
+    grew = page.evaluate("window.__compare")
+    assert len({a for a, _ in grew}) >= 3 and len({b for _, b in grew}) >= 3, grew  # both streamed
+    assert any(0 < a < len(left) and 0 < b < len(right) for a, b in grew), grew  # ... at the same time
+
+    page.locator("#chat-new").click()
+    send(page, "Say the code word 5.")
+    expect(page.locator("#chat-status")).to_contain_text("Answered by", timeout=REPLY_MS)
+    session_id = selected_session(page)
+    fill(page, "chat-feedback-comment", "exactly right")
+    page.locator("#chat-bot").get_by_role("button", name="Like", exact=True).last.click()
+    expect(page.locator("#chat-status")).to_contain_text("stored with the conversation")
+    stored = api.get(f"/sessions/{session_id}").json()["messages"]
+    assert [(m["role"], m.get("rating"), m.get("comment")) for m in stored] == [
+        ("user", None, None), ("assistant", 1, "exactly right")]
+
+    studio_page.tab("Fine-tune")
+    expect(page.locator("#ft-recommendation")).to_contain_text("LoRA r")
+    fill(page, "ft-maxlen", "64")
+    page.locator("#ft-feedback").click()
+    expect(page.locator("#ft-report")).to_contain_text("rows are valid (chat format)", timeout=120_000)
+    made = next(d for d in api.get("/api/datasets").json() if d["name"].startswith("Chat feedback"))
+    assert made["format"] == "chat" and made["rows_valid"] >= 1
+    assert f"({made['id']})" in page.locator("#ft-dataset input").input_value()  # picked for the fine-tune
+    assert "Say the code word 5." in str(made["report"]["preview"])
+    for elem_id, value in {"ft-name": "from feedback", "ft-steps": "1", "ft-batch": "1", "ft-lr": "0.01"}.items():
+        fill(page, elem_id, value)
+    page.locator("#ft-submit").click()
+    expect(page.locator("#ft-status")).to_contain_text("submitted")
+    task = next(t for t in api.get("/api/finetune/tasks").json() if t["name"] == "from feedback")
+    assert task["config"]["dataset_id"] == made["id"] and task["config"]["format"] == "chat"
+    expect(page.locator("#ft-task-status")).to_contain_text(re.compile(r"from feedback \(ft[^)]+\): completed"),
+                                                            timeout=480_000)
+    assert studio_page.console_errors == []
+
+
 def test_every_tab_opens_without_console_errors(studio_page, ui_studio):
     api = httpx.Client(base_url=ui_studio.gateway_url, timeout=60)
     current = api.get("/api/finetune/current-model").json()["model"]

@@ -16,16 +16,23 @@ from sage_studio.settings import DEFAULT_MODEL_ALIAS
 from ui import strings
 from ui.client import ApiError, StudioClient
 from ui.render import card, error_notice, error_text, esc, notice, usage_bar
+from ui.tabs.chat_compare import create_compare_panel
 
 
 def _choices(sessions: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(s["title"], s["id"]) for s in sessions]
 
 
-def _history(session: dict[str, Any]) -> list[dict[str, str]]:
-    """What the chat shows of a session: its questions and answers (tool calls and their results are API-side)."""
-    return [{"role": m["role"], "content": m["content"]} for m in session.get("messages", [])
+def _shown(session: dict[str, Any]) -> list[int]:
+    """Which of a session's messages the chat shows, by their index in the session: its questions and answers
+    (tool calls and their results are API-side)."""
+    return [i for i, m in enumerate(session.get("messages", []))
             if m["role"] in ("user", "assistant") and not m.get("tool_calls")]
+
+
+def _history(session: dict[str, Any]) -> list[dict[str, str]]:
+    messages = session.get("messages", [])
+    return [{"role": messages[i]["role"], "content": messages[i]["content"]} for i in _shown(session)]
 
 
 def _memory_html(preview: dict[str, Any] | None, stats: dict[str, Any] | None) -> str:
@@ -139,6 +146,21 @@ class ChatController:
         except Exception as exc:  # noqa: BLE001
             return gr.update(), gr.update(), error_notice(exc, strings.CHAT_DELETE), gr.update()
 
+    async def rate(self, session_id: str | None, comment: str, like: gr.LikeData):
+        """A 👍/👎 on a reply: stored on that message of the session, with the comment box's text."""
+        if not session_id or not isinstance(like.liked, bool):  # no session, or a thumb taken back
+            return gr.update(), gr.update()
+        index = like.index if isinstance(like.index, int) else like.index[0]
+        try:
+            shown = _shown(await self.client.get_session(session_id))
+            if index >= len(shown):
+                return notice(strings.CHAT_NOT_STORED, "warn"), gr.update()
+            await self.client.rate_message(session_id, shown[index], 1 if like.liked else -1,
+                                           (comment or "").strip() or None)
+        except Exception as exc:  # noqa: BLE001
+            return error_notice(exc, strings.CHAT_RATE), gr.update()
+        return notice(strings.CHAT_RATED.format(rating="👍" if like.liked else "👎", index=index), "ok"), ""
+
     async def send(self, text: str, session_id: str | None, model_name: str, history: list[dict[str, Any]]):
         """Stream the reply into the conversation, then refresh the session list (the first message titles it)."""
         text = (text or "").strip()
@@ -202,8 +224,11 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[
                                      autofocus=True, elem_id="chat-input", lines=1, max_lines=6)
                 send_btn = gr.Button(strings.CHAT_SEND, variant="primary", scale=1, min_width=90, elem_id="chat-send")
                 stop_btn = gr.Button(strings.CHAT_STOP, scale=1, min_width=80, elem_id="chat-stop")
+            comment = gr.Textbox(placeholder=strings.CHAT_FEEDBACK_COMMENT, show_label=False, lines=1,
+                                 elem_id="chat-feedback-comment")
             with gr.Accordion(strings.CHAT_MEMORY, open=False, elem_id="chat-memory-panel"):
                 memory = gr.HTML(notice(strings.CHAT_MEMORY_NONE), elem_id="chat-memory")
+            create_compare_panel(demo, client, tab)
 
     chat = ChatController(client)
     # One bound method per handler: Gradio keys an event's concurrency group by id(fn), so a handler wired to
@@ -221,4 +246,5 @@ def create_chat_tab(demo: gr.Blocks, client: StudioClient, tab: gr.Tab) -> dict[
     sent = send_btn.click(send, [message, sessions, model, chatbot], outputs)
     submitted = message.submit(send, [message, sessions, model, chatbot], outputs)
     stop_btn.click(None, None, None, cancels=[sent, submitted])
+    chatbot.like(chat.rate, [sessions, comment], [status, comment])
     return {"sessions": sessions, "chatbot": chatbot, "model": model, "status": status, "memory": memory}

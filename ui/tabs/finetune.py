@@ -118,10 +118,17 @@ class FinetuneController:
         return await self.dataset_update(record["id"]), report_html(record)
 
     async def docs_sample(self, model_name: str, length: float | None):
+        return await self._made_dataset(self.client.prepare_docs_dataset, strings.FEAT_DOCS, model_name, length)
+
+    async def from_feedback(self, model_name: str, length: float | None):
+        """A chat dataset of the 👍 replies of every conversation, validated like an upload."""
+        return await self._made_dataset(self.client.dataset_from_feedback, strings.FEAT_FEEDBACK, model_name, length)
+
+    async def _made_dataset(self, make, feature: str, model_name: str, length: float | None):
         try:
-            record = await self.client.prepare_docs_dataset(model=model_name, max_length=int(length or 512))
+            record = await make(model=model_name, max_length=int(length or 512))
         except Exception as exc:  # noqa: BLE001
-            return gr.update(), error_notice(exc, strings.FEAT_DOCS)
+            return gr.update(), error_notice(exc, feature)
         return await self.dataset_update(record["id"]), report_html(record)
 
     @staticmethod
@@ -210,6 +217,7 @@ def _dataset_column() -> dict[str, Any]:
         "upload": gr.File(label=strings.FT_UPLOAD, file_types=[".json", ".jsonl"], type="filepath",
                           elem_id="ft-upload", height=120),
         "docs": gr.Button(strings.FT_DOCS_SAMPLE, size="sm", elem_id="ft-docs"),
+        "feedback": gr.Button(strings.FT_FROM_FEEDBACK, size="sm", elem_id="ft-feedback"),
         "dataset": gr.Dropdown(label=strings.FT_DATASET_PICK, choices=[], elem_id="ft-dataset"),
         "report": gr.HTML(notice(strings.FT_NO_REPORT), elem_id="ft-report"),
     }
@@ -271,6 +279,7 @@ def _wire(tab: gr.Tab, ft: FinetuneController, c: dict[str, Any]) -> None:
     tab.select(ft.load, [c["model"], c["dataset"]], [c[name] for name in LOAD_OUTPUTS])
     c["upload"].upload(ft.upload, [c["upload"], c["model"], c["max_length"]], [c["dataset"], c["report"]])
     c["docs"].click(ft.docs_sample, [c["model"], c["max_length"]], [c["dataset"], c["report"]])
+    c["feedback"].click(ft.from_feedback, [c["model"], c["max_length"]], [c["dataset"], c["report"]])
     c["dataset"].input(ft.show_dataset, [c["dataset"]], [c["report"]])
     c["model"].change(ft.recommend, [c["recommendations"], c["model"]], [c["recommendation"]])
     c["apply"].click(ft.apply_recommendation, [c["recommendations"], c["model"]],
