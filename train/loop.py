@@ -194,6 +194,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
                 continue  # done before the restart: the checkpoint already holds these updates
             if step >= total or i >= steps_per_epoch:
                 break
+            fetched = time.perf_counter()  # the wait for the batch (Ray Data + collate) is part of the step's time
             value = train_step(model, optimizer, batch, lr_at(step, cfg))
             step += 1
             if world > 1:
@@ -203,7 +204,7 @@ def train_loop(cfg: dict[str, Any]) -> None:
             metrics = {
                 "step": step, "total_steps": total, "epoch": round(epoch + (i + 1) / steps_per_epoch, 4),
                 "loss": round(float(value), 5), "lr": optimizer.param_groups[0]["lr"],
-                "step_time_s": round(now - last, 4), "tokens": int(batch["attention_mask"].sum()),
+                "step_time_s": round(now - last, 4), "data_s": round(fetched - last, 4), "tokens": int(batch["attention_mask"].sum()),
                 "resumed_from": start_step, "worker_pid": os.getpid(),
             }
             if held_out is not None and (step % cfg["eval_steps"] == 0 or step == total):
