@@ -226,7 +226,6 @@ def test_compare_mode_feedback_and_a_finetune_on_the_rated_replies(studio_page, 
     left = page.locator('#compare-a [data-testid="bot"]').last.text_content()
     right = page.locator('#compare-b [data-testid="bot"]').last.text_content()
     assert left.strip() and right.strip() and left != right, (left, right)  # two models, two answers
-    assert "code word is Ray" in right, right  # the fine-tune's learned reply
     grew = page.evaluate("window.__compare")
     assert len({a for a, _ in grew}) >= 3 and len({b for _, b in grew}) >= 3, grew  # both streamed
     assert any(0 < a < len(left) and 0 < b < len(right) for a, b in grew), grew  # ... at the same time
