@@ -45,6 +45,9 @@ def start(
         help="A Ray resource each worker reserves besides its CPUs, e.g. train_gpu=1 to run on those nodes "
              "(repeatable).",
     ),
+    val_size: Optional[float] = typer.Option(None, help="Fraction held out for evaluation (0-0.5); default 0.1 "
+                                             "with >= 50 rows, else 0."),
+    eval_steps: Optional[int] = typer.Option(None, help="Steps between held-out evaluations."),
     name: Optional[str] = typer.Option(None, help="Display name."),
     detach: bool = typer.Option(False, "--detach", help="Return once queued instead of following progress."),
     url: str = URL_OPTION,
@@ -68,7 +71,8 @@ def start(
         body = {"model": model, "dataset_id": ds["id"], "epochs": epochs, "max_steps": max_steps,
                 "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length,
                 "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-                "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name}
+                "num_workers": num_workers, "cpus_per_worker": cpus_per_worker, "name": name,
+                "val_size": val_size, "eval_steps": eval_steps}
         if resources:
             body["worker_resources"] = resources
         task = call(http, "POST", "/api/finetune/create", json=body)
@@ -138,6 +142,11 @@ def _follow(http: httpx.Client, task_id: str) -> None:
     typer.secho(f"task {task_id} {task['state']}" + (f": {task['error']}" if task.get("error") else ""), fg=colour)
     if task["state"] == "completed":
         typer.echo(f"adapter: {p.get('adapter_path')}")
+        if task.get("evaluation"):
+            ev = task["evaluation"]
+            typer.echo(f"held-out loss on {ev['rows']} rows: base {ev['base']['loss']} "
+                       f"(perplexity {ev['base']['perplexity']}) -> fine-tuned {ev['fine_tuned']['loss']} "
+                       f"(perplexity {ev['fine_tuned']['perplexity']})")
     else:
         raise typer.Exit(1)
 
