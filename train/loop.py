@@ -228,11 +228,12 @@ def _evaluate(model, held_out, world: int, final: bool) -> dict[str, Any]:
     inner = getattr(model, "module", model)  # unwrap DDP: no gradient sync in a forward-only pass
     began = time.perf_counter()
     loss, rows = held_out_loss(inner, held_out, world)
-    out = {"eval_loss": round(loss, 5), "eval_rows": rows}
+    out = {"eval_loss": round(loss, 5), "eval_rows": rows, "eval_time_s": round(time.perf_counter() - began, 4)}
     if final:
+        began = time.perf_counter()
         with inner.disable_adapter():
             out["base_eval_loss"] = round(held_out_loss(inner, held_out, world)[0], 5)
-    out["eval_time_s"] = round(time.perf_counter() - began, 4)
+        out["base_eval_time_s"] = round(time.perf_counter() - began, 4)
     return out
 
 
