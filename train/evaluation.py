@@ -1,7 +1,7 @@
 """Held-out evaluation of a fine-tune: which rows are held out (on Ray Data), and their loss (on Ray Train).
 
-The split is by row, deterministic for a given file and seed: each tokenized row gets a key hashed from the seed
-and its row number in the file, the rows are sorted by it on Ray Data and the first ``held_out_count`` rows are
+The split is by row, deterministic for a given file and seed: each tokenized row gets a key hashed from the seed,
+its row number in the file and its content, the rows are sorted by it on Ray Data and the first ``held_out_count`` rows are
 held out. Block layout, parallelism and the order in which Ray Data's tasks finish never change which rows those
 are, and the held-out rows never reach the training shard.
 
