@@ -6,7 +6,7 @@ fixed start-up overhead of each, measured in the same run. Run:
 
 Each Ray Train step is split into its wait for the batch (``data_s``: Ray Data shard + collate) and the rest, so a
 gap to the plain loop shows where it goes. With ``--val-size`` the Ray side holds rows out and evaluates them every
-``--eval-steps`` steps (default a quarter run): it prints the eval passes' share of the training time, the
+``--eval-steps`` steps (default: what fits in 10% of the training time): it prints the eval passes' share of the training time, the
 eval_loss points, and the base vs fine-tuned held-out loss.
 """
 
@@ -120,7 +120,8 @@ def main() -> None:
     if evals:
         spent = sum(s["eval_time_s"] for s in evals)
         base = evals[-1].get("base_eval_time_s", 0)
-        print(f"eval       : {len(evals)} eval_loss passes over {evals[-1]['eval_rows']} held-out rows, {spent:.1f} s = "
+        print(f"eval       : {len(evals)} eval_loss passes over {evals[-1]['eval_rows']} held-out rows, "
+              f"{spent:.1f} s = "
               f"{100 * spent / sum(ray_times):.1f}% of the training steps' {sum(ray_times):.1f} s; the base model's "
               f"pass once after training {base:.1f} s ({100 * base / sum(ray_times):.1f}%)")
         print("eval_loss  : " + ", ".join(f"step {s['step']}: {s['eval_loss']:.4f}" for s in evals))

@@ -1,8 +1,8 @@
 """Held-out evaluation of a fine-tune: which rows are held out (on Ray Data), and their loss (on Ray Train).
 
 The split is by row, deterministic for a given file and seed: each tokenized row gets a key hashed from the seed,
-its row number in the file and its content, the rows are sorted by it on Ray Data and the first ``held_out_count`` rows are
-held out. Block layout, parallelism and the order in which Ray Data's tasks finish never change which rows those
+its row number in the file and its content, the rows are sorted by it on Ray Data and the first
+``held_out_count`` rows are held out. Block layout, parallelism and the order in which Ray Data's tasks finish never change which rows those
 are, and the held-out rows never reach the training shard.
 
 The workers compute the loss on their shard of the held-out rows every ``eval_steps`` steps (summed over label
@@ -42,9 +42,20 @@ def resolve_val_size(val_size: float | None, rows: int, num_workers: int) -> flo
     return val_size
 
 
-def default_eval_steps(total_steps: int) -> int:
-    """Four evaluations over a run (plus the last step): a curve to read, at a few % of the training time."""
-    return max(1, total_steps // 4)
+EVAL_BUDGET = 0.10  # the share of the training time the default evaluation schedule may take, base pass included
+FORWARD_SHARE = 0.5  # a forward pass over a row costs about half a LoRA training step on it (bench/finetune.py)
+MAX_DEFAULT_PASSES = 4  # a curve to read; more points only when asked for with eval_steps
+
+
+def default_eval_steps(total_steps: int, rows_per_step: int, held_out_rows: int) -> int:
+    """Steps between evaluations when ``eval_steps`` is not given: as many passes over the held-out rows (up to
+    four, the last at the last step) as fit in ``EVAL_BUDGET`` of the training time beside the base model's pass;
+    at least the one at the last step, which ``evaluation`` needs. A pass costs ``FORWARD_SHARE`` of a training step
+    per row, so at val_size 0.1 a 1-epoch run gets only that one, 2 epochs two, 3 epochs four."""
+    trained = total_steps * rows_per_step
+    affordable = math.floor(EVAL_BUDGET * trained / (FORWARD_SHARE * max(1, held_out_rows))) - 1  # - the base pass
+    passes = max(1, min(MAX_DEFAULT_PASSES, affordable))
+    return max(1, math.ceil(total_steps / passes))
 
 
 def split_key(seed: int, row: int, text: str) -> int:

@@ -75,7 +75,7 @@ class FinetuneRequest(BaseModel):
     val_size: float | None = Field(None, ge=0, le=MAX_VAL_SIZE, description="Fraction of the rows held out for "
                                    "evaluation (never trained on); default 0.1 with >= 50 valid rows, else 0.")
     eval_steps: int | None = Field(None, ge=1, description="Steps between held-out evaluations (and the last "
-                                   "step); default a quarter run.")
+                                   "step); default: as many as fit in 10% of the training time (up to 4).")
 
     @field_validator("worker_resources")
     @classmethod
@@ -168,7 +168,8 @@ class JobManager:
         task_dir = self.store.task_dir(task_id)
         task_dir.mkdir(parents=True)
         config = {
-            **request.model_dump(), "val_size": val_size, "task_id": task_id, "use_gpu": use_gpu, "model_path": str(model_path),
+            **request.model_dump(), "val_size": val_size, "task_id": task_id, "use_gpu": use_gpu,
+            "model_path": str(model_path),
             "dataset_path": str(self.store.dataset_file(dataset.id)), "format": dataset.format,
             "column_mapping": dataset.report.get("column_mapping") or {},
             "dataset_rows": dataset.rows_valid, "output_dir": str(task_dir), "demand": need,

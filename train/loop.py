@@ -204,7 +204,8 @@ def train_loop(cfg: dict[str, Any]) -> None:
             metrics = {
                 "step": step, "total_steps": total, "epoch": round(epoch + (i + 1) / steps_per_epoch, 4),
                 "loss": round(float(value), 5), "lr": optimizer.param_groups[0]["lr"],
-                "step_time_s": round(now - last, 4), "data_s": round(fetched - last, 4), "tokens": int(batch["attention_mask"].sum()),
+                "step_time_s": round(now - last, 4), "data_s": round(fetched - last, 4),
+                "tokens": int(batch["attention_mask"].sum()),
                 "resumed_from": start_step, "worker_pid": os.getpid(),
             }
             if held_out is not None and (step % cfg["eval_steps"] == 0 or step == total):

@@ -44,7 +44,8 @@ def run(task_dir: Path) -> dict:
     cfg.update(steps_per_epoch=steps_per_epoch, total_steps=total, rows=rows)
     cfg["checkpoint_every"] = cfg.get("checkpoint_every") or max(1, total // 4)
     cfg["eval_rows"] = len(held_out_rows)
-    cfg["eval_steps"] = cfg.get("eval_steps") or default_eval_steps(total)
+    cfg["eval_steps"] = cfg.get("eval_steps") or default_eval_steps(
+        total, cfg["batch_size"] * cfg["num_workers"], len(held_out_rows))
     write_json(task_dir / HELD_OUT, {"val_size": cfg.get("val_size") or 0.0, "seed": cfg["seed"],
                                      "rows": held_out_rows})
     log(task_dir, f"{rows} rows, {steps_per_epoch} steps per epoch, {total} steps, {cfg['num_workers']} worker(s) "

@@ -57,8 +57,8 @@ def read_metrics(task_dir: Path) -> list[dict]:
                 m = json.loads(line)
             except ValueError:
                 continue  # a line being written right now
-            by_step[m["step"]] = {k: m.get(k) for k in ("step", "epoch", "loss", "eval_loss", "lr", "time",
-                                                          "resumed_from")}
+            by_step[m["step"]] = {k: m.get(k) for k in ("step", "epoch", "loss", "eval_loss", "base_eval_loss",
+                                                          "lr", "time", "resumed_from")}
     return [by_step[s] for s in sorted(by_step)]
 
 

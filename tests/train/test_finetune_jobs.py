@@ -59,6 +59,7 @@ def test_finetune_completes_with_falling_loss_and_a_peft_adapter(http, ft_app, d
     evaluation = done["evaluation"]  # computed once after training, on the 13 held-out rows
     assert evaluation["rows"] == 13 and evaluation["fine_tuned"]["loss"] == evals[39]
     assert evaluation["fine_tuned"]["loss"] < evaluation["base"]["loss"] - 0.3, evaluation
+    assert [p["base_eval_loss"] for p in points if p["base_eval_loss"] is not None] == [evaluation["base"]["loss"]]
     assert abs(evaluation["base"]["perplexity"] - math.exp(evaluation["base"]["loss"])) < 0.01 * math.exp(
         evaluation["base"]["loss"])
     out = ft_app.home / "studio_finetune" / task["id"]

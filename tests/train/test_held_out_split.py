@@ -37,3 +37,18 @@ def test_default_val_size_and_refusals():
     with pytest.raises(StudioError) as err:
         resolve_val_size(0.5, 1, 1)
     assert err.value.status == 422 and "leaves 0 for training" in err.value.message
+
+
+def test_the_default_eval_schedule_fits_in_a_tenth_of_the_training_time():
+    from train.evaluation import EVAL_BUDGET, FORWARD_SHARE, default_eval_steps
+
+    # bench/finetune.py at val_size 0.1: 20 steps × 10 rows, 22 held out -> only the last step (and the base pass)
+    assert default_eval_steps(20, 10, 22) == 20
+    # 3 epochs of 900 rows, 100 held out: four passes, every quarter run
+    assert default_eval_steps(270, 10, 100) == 68
+    assert default_eval_steps(540, 5, 100) == 135   # batch 5: the same rows trained, the same schedule
+    assert default_eval_steps(180, 10, 100) == 90  # 2 epochs: two passes
+    assert default_eval_steps(3, 1, 1000) == 3  # never less than the last step's pass
+    for steps, per_step, held in ((20, 10, 22), (270, 10, 100), (180, 10, 100), (1000, 8, 50)):
+        passes = -(-steps // default_eval_steps(steps, per_step, held))
+        assert (passes + 1) * FORWARD_SHARE * held <= EVAL_BUDGET * steps * per_step or passes == 1

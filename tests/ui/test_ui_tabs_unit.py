@@ -203,10 +203,10 @@ def test_the_loss_plot_draws_the_training_and_held_out_curves():
     from ui.tabs.finetune_view import loss_frame, task_notice
 
     points = [{"step": 1, "loss": 6.1, "eval_loss": None}, {"step": 2, "loss": 5.9, "eval_loss": 6.0},
-              {"step": 3, "loss": 5.5}]
-    frame = loss_frame(points)
+              {"step": 3, "loss": 5.5, "eval_loss": 5.7, "base_eval_loss": 6.3}]
+    frame = loss_frame(points).sort_values(["curve", "step"])
     curves = {c: list(zip(g["step"], g["loss"])) for c, g in frame.groupby("curve")}
-    assert curves == {"train": [(1, 6.1), (2, 5.9), (3, 5.5)], "held-out": [(2, 6.0)]}
+    assert curves == {"train": [(1, 6.1), (2, 5.9), (3, 5.5)], "held-out": [(0, 6.3), (2, 6.0), (3, 5.7)]}
     assert list(loss_frame([]).dtypes.astype(str)[:2]) == ["int64", "float64"]
     done = {"id": "ft-1", "name": "toy", "state": "completed", "evaluation": {
         "rows": 13, "base": {"loss": 6.2, "perplexity": 492.7}, "fine_tuned": {"loss": 1.3, "perplexity": 3.67}}}

@@ -130,6 +130,9 @@ def loss_frame(points: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for one LinePlot with two curves: the training loss per step and the held-out eval_loss."""
     rows = [(p["step"], p["loss"], strings.FT_CURVE_TRAIN) for p in points if p.get("loss") is not None]
     rows += [(p["step"], p["eval_loss"], strings.FT_CURVE_EVAL) for p in points if p.get("eval_loss") is not None]
+    # LoRA's B matrices start at zero, so the base model's held-out loss is the curve's step 0: a run evaluated only
+    # at its last step still draws a line from where it started.
+    rows += [(0, p["base_eval_loss"], strings.FT_CURVE_EVAL) for p in points if p.get("base_eval_loss") is not None]
     # Typed columns even when empty: the plot needs numeric axes, not categories.
     return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"step": "int64", "loss": "float64", "curve": "str"})
 
