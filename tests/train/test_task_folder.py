@@ -15,7 +15,8 @@ def test_metrics_keep_the_last_report_of_a_step_and_skip_a_torn_line(tmp_path):
     (tmp_path / METRICS).write_text("".join(json.dumps(m) + "\n" for m in lines) + '{"step": 4, "lo')
     points = read_metrics(tmp_path)
     assert [(p["step"], p["loss"], p["resumed_from"]) for p in points] == [(1, 3.0, 0), (2, 2.4, 1), (3, 2.0, 1)]
-    assert points[0] == {"step": 1, "epoch": None, "loss": 3.0, "lr": None, "time": None, "resumed_from": 0}
+    assert points[0] == {"step": 1, "epoch": None, "loss": 3.0, "eval_loss": None, "base_eval_loss": None, "lr": None,
+                         "time": None, "resumed_from": 0}
     assert read_metrics(tmp_path / "not-yet") == []
 
 
