@@ -35,8 +35,12 @@ def accepted(request: Request, operations: OperationRunner, kind: str,
              work: Callable[[Progress], Awaitable[Any]]) -> JSONResponse:
     """Start ``work`` as an operation and answer 202 with its id."""
     operation = operations.start(kind, work, request_id_of(request))
-    location = f"/api/operations/{operation.id}"
-    body = {"operation_id": operation.id, "kind": kind, "state": operation.state, "status_url": location}
+    return _accepted_answer(operation.id, kind, operation.state)
+
+
+def _accepted_answer(operation_id: str, kind: str, state: str) -> JSONResponse:
+    location = f"/api/operations/{operation_id}"
+    body = {"operation_id": operation_id, "kind": kind, "state": state, "status_url": location}
     return JSONResponse(body, status_code=202, headers={"Location": location})
 
 
@@ -49,9 +53,7 @@ async def answer_within(request: Request, operations: OperationRunner, kind: str
     operation = operations.start(kind, work, request_id_of(request))
     done = await operations.wait(operation.id, budget_s)
     if done is None:
-        location = f"/api/operations/{operation.id}"
-        return JSONResponse({"operation_id": operation.id, "kind": kind, "state": "running",
-                             "status_url": location}, status_code=202, headers={"Location": location})
+        return _accepted_answer(operation.id, kind, "running")
     if done.state == "failed":
         raise StudioError(done.error_status or 500, done.error or "The operation failed.")
     return done.result
