@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from studio_helpers import followed
 
 QUESTION = "What is the default port of the studio?"
 
@@ -31,7 +32,7 @@ def smol_studio(studio, smollm2_dir):
 def test_rag_template_answers_from_the_docs_with_smollm2(smol_studio):
     with httpx.Client(base_url=smol_studio, timeout=600) as http:
         pid = http.post("/api/pipelines/templates/rag_qa").json()["id"]
-        ran = http.post(f"/api/pipelines/{pid}/run", json={"input": {"question": QUESTION}}).json()
+        ran = followed(http, http.post(f"/api/pipelines/{pid}/run", json={"input": {"question": QUESTION}}), 200).json()
     assert ran["status"] == "ok", ran["error"]
     passages = [doc["text"] for doc in ran["nodes"]["retriever"]["output"]]
     assert any("The default port is 8000" in text for text in passages), passages

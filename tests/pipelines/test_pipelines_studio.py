@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from studio_helpers import followed
 
 from tests.pipelines.pipeline_helpers import make_pipeline
 
@@ -88,7 +89,7 @@ def tokenizer(tiny_model_dir):
 
 def test_online_run_in_the_gateway_and_the_python_export_give_the_same_result(http, studio, tmp_path, tokenizer):
     pid = http.post("/api/pipelines", json=bm25_qa(with_generator=True)).json()["id"]
-    online = http.post(f"/api/pipelines/{pid}/run", json={"input": QUESTION}).json()
+    online = followed(http, http.post(f"/api/pipelines/{pid}/run", json={"input": QUESTION}), 200).json()
     assert online["status"] == "ok", online["error"]
     assert "The default port is 8000" in online["nodes"]["retriever"]["output"][0]["text"]
     asked_the_model(http, tokenizer, online)
@@ -135,7 +136,8 @@ def test_batch_workers_reach_the_llm_and_csv_input_works(http, tokenizer):
     rows = [json.loads(line) for line in http.get(f"/api/pipelines/batches/{job['job_id']}/output").text.splitlines()]
     # Each row's result is what an online run of that row gives: the CSV row reached the pipeline, the model asked.
     for row in sorted(rows, key=lambda r: r["row"]):
-        online = http.post(f"/api/pipelines/{pid}/run", json={"input": inputs[row["row"] - 1]}).json()
+        online = followed(http, http.post(f"/api/pipelines/{pid}/run", json={"input": inputs[row["row"] - 1]}),
+                          200).json()
         assert online["status"] == "ok", online["error"]
         asked_the_model(http, tokenizer, online)
         assert row["output"] == online["result"]
@@ -149,7 +151,8 @@ def test_chat_with_memory_template_records_the_turn_in_the_session(http):
             node["config"]["max_tokens"] = 8
     pid = pipeline["id"]
     http.put(f"/api/pipelines/{pid}", json=pipeline).raise_for_status()
-    ran = http.post(f"/api/pipelines/{pid}/run", json={"input": {"message": "Hello pipeline", "session_id": session}})
+    ran = followed(http, http.post(f"/api/pipelines/{pid}/run",
+                                    json={"input": {"message": "Hello pipeline", "session_id": session}}), 200)
     assert ran.json()["status"] == "ok", ran.json()["error"]
     messages = http.get(f"/sessions/{session}").json()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"] and messages[0]["content"] == "Hello pipeline"
