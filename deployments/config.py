@@ -67,8 +67,8 @@ class ModelConfig(BaseModel):
     engine: EngineKind = Field("auto", description="Engine to run: 'auto' picks vLLM where it imports.")
     max_model_len: int = Field(2048, ge=64, description="Longest prompt + completion, in tokens.")
     dtype: str = Field(
-        "auto", description="Weights dtype for the engine (vLLM/torch name). auto: vLLM's choice, except float32 on a "
-        "CPU without native bf16 (see deployments/engines/vllm_engine.py's engine_dtype).")
+        "auto", description="Weights dtype for the engine (vLLM/torch name). auto: vLLM's choice on a GPU, float32 on "
+        "a CPU (see deployments/engines/vllm_engine.py's engine_dtype).")
     enable_lora: bool = Field(True, description="Serve LoRA adapters on this base model.")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank the engine accepts.")
     finetune_serving: Literal["adapter", "merged"] = Field(

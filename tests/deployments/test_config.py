@@ -48,3 +48,13 @@ def test_defaults_are_the_embedded_model_on_cpu():
     assert [m.name for m in config.models] == ["SmolLM2-135M-Instruct"]
     assert config.models[0].num_gpus == 0 and config.models[0].engine == "auto"
     assert ModelConfig(name="m", source="s").enable_lora
+
+
+def test_cpu_engine_runs_float32_unless_asked_otherwise():
+    # vLLM's own "auto" is bf16 on CPU, which died with SIGILL on an AMX host (deployments/engines/vllm_engine.py).
+    from deployments.engines.vllm_engine import engine_args, server_flags
+
+    model = ModelConfig(name="m", source="s")
+    assert engine_args(model, "/m")["dtype"] == "float32"
+    assert "float32" in server_flags(model, "/m")  # vLLM's own server in bench/gateway.py gets the same
+    assert engine_args(model.model_copy(update={"dtype": "bfloat16"}), "/m")["dtype"] == "bfloat16"
