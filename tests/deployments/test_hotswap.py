@@ -110,9 +110,9 @@ class Switches(NamedTuple):
     back: float
 
 
-def switch_and_back(url: str, use_as_backend: dict) -> tuple[Traffic, dict, Switches]:
-    """Under traffic: switch to a fine-tune, serve it 4 s, switch back to the base. Returns the traffic, the switch's
-    answer and the switches' times. A request that ends while the switch back runs may get either model: the
+def switch_and_back(url: str, use_as_backend: dict, while_switched=lambda: None) -> tuple[Traffic, dict, Switches]:
+    """Under traffic: switch to a fine-tune, serve it 4 s (and run ``while_switched``), switch back to the base.
+    Returns the traffic, the switch's answer and the switches' times. A request that ends while the switch back runs may get either model: the
     gateway routes to the base as soon as it is reconfigured, a moment before Serve reports the app running."""
     with Traffic(url) as traffic:
         time.sleep(3)
@@ -120,8 +120,10 @@ def switch_and_back(url: str, use_as_backend: dict) -> tuple[Traffic, dict, Swit
         current, accepted_in = switch(url, "use-as-backend", use_as_backend)
         # A merge runs as an operation: the call itself answers at once (issue 19), never holding for minutes.
         assert accepted_in is None or accepted_in < 1.0, accepted_in
+        assert accepted_in is not None or use_as_backend.get("serve_as") != "merged"  # a merge always answers 202
         switched = time.monotonic()
         time.sleep(4)
+        while_switched()
         back_called = time.monotonic()
         switch(url, "switch-model", {"model": "tiny-llama"})
         back = time.monotonic()
@@ -180,15 +182,51 @@ def test_bad_switches_are_refused_and_the_old_model_keeps_serving(swap_url, stor
     assert ask(swap_url, stream=False)[0] == before
 
 
-@pytest.mark.slow  # merging the adapter and loading merged weights: over a minute here
-def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_model_dir):
-    """A fine-tune served as merged weights: the engine loads them beside the base, traffic moves, the base retires."""
+# One scenario, not two: every merged switch loads a whole engine (~60 s each on 2 cores), and these checks need
+# only one trip there and back.
+@pytest.mark.slow  # merging the adapter and loading merged weights: minutes here
+def test_merged_finetune_under_load_replaces_the_base_persists_and_switches_back(swap_url, store, tiny_model_dir):
+    """A fine-tune served as merged weights: the engine loads them beside the base, traffic moves, the base retires;
+    the choice survives a restart, bad switches are refused meanwhile, and the switch back brings the base back."""
+    from deployments.model_switch import serving_state_for
+    from deployments.serving_state import load_state
+
     switch(swap_url, "switch-model", {"model": "tiny-llama"}, timeout=300)
     task_id = completed_task(store, tiny_model_dir, "merged-canary", CANARY_2)
     base_text = ask(swap_url, stream=False)[1]
     assert base_text != CANARY_2
 
-    traffic, current, t = switch_and_back(swap_url, {"task_id": task_id, "serve_as": "merged"})
+    def while_merged():
+        assert ask(swap_url, stream=True) == ("merged-canary", CANARY_2)
+        assert ask(swap_url, stream=False, model="merged-canary") == ("merged-canary", CANARY_2)
+        names = {m["id"]: m for m in httpx.get(f"{swap_url}/v1/models", timeout=30).json()["data"]}
+        assert "merged-canary" in names and "tiny-llama" not in names  # the engine holds the merged weights instead
+        resp = httpx.post(f"{swap_url}/v1/chat/completions", timeout=30, json={
+            "model": "tiny-llama", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4})
+        assert resp.status_code == 404 and "merged into its weights" in resp.json()["error"]["message"]
+        state = load_state(get_settings().sage_home)
+        listed = {m["name"]: m for m in httpx.get(f"{swap_url}/api/finetune/models", timeout=30).json()}
+        assert listed["merged-canary"]["current"] and listed["merged-canary"]["source"].endswith(
+            state.merged["merged-canary"].version)
+
+        # What a restart builds: the merged fine-tune is chosen again, and the engine starts on its weights.
+        assert state.default_model == "merged-canary" and state.merged["merged-canary"].task_id == task_id
+        config = StudioConfig(models=[ModelConfig(name="tiny-llama", source=str(tiny_model_dir))], remote=None)
+        rebuilt = serving_state_for(config)
+        assert rebuilt.default_model == "merged-canary"
+        assert rebuilt.engine_weights("tiny-llama")["path"] == state.merged["merged-canary"].path
+
+        # A corrupt adapter is refused before anything is merged, and the merged model keeps serving.
+        corrupt = completed_task(store, tiny_model_dir, "merged-corrupt", CANARY_1)
+        (store.task_dir(corrupt) / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 100)
+        for body, status, words in [({"task_id": corrupt, "serve_as": "merged"}, 422, "corrupt"),
+                                    ({"task_id": "ft-missing", "serve_as": "merged"}, 404, "does not exist"),
+                                    ({"task_id": task_id, "serve_as": "weights"}, 422, "serve_as")]:
+            resp = httpx.post(f"{swap_url}/api/finetune/use-as-backend", json=body, timeout=120)
+            assert resp.status_code == status and words in resp.json()["error"]["message"], resp.text
+        assert not (store.task_dir(corrupt) / "merged").exists()
+
+    traffic, current, t = switch_and_back(swap_url, {"task_id": task_id, "serve_as": "merged"}, while_merged)
     assert current["model"] == "merged-canary" and current["merged"] and current["served_as"] == "merged"
     assert current["merged_path"].startswith(str(store.task_dir(task_id) / "merged"))
     failures = [r for r in traffic.records if r[2] is not None]
@@ -200,49 +238,5 @@ def test_switch_to_merged_finetune_and_back_under_load(swap_url, store, tiny_mod
     merged = [r for r in traffic.after(t.switched) if r[1] < t.back_called]
     assert merged and all(r[3] == "merged-canary" and r[4] == CANARY_2 for r in merged)
     assert all(r[3] == "tiny-llama" and r[4] == base_text for r in traffic.after(t.back))
-
-
-@pytest.mark.slow  # merging the adapter and loading merged weights: over a minute here
-def test_merged_finetune_replaces_the_base_and_persists(swap_url, store, tiny_model_dir):
-    from deployments.model_switch import serving_state_for
-    from deployments.serving_state import load_state
-
-    task_id = completed_task(store, tiny_model_dir, "merged-again", CANARY_1)
-    started = time.monotonic()
-    current, accepted_in = switch(swap_url, "use-as-backend", {"task_id": task_id, "serve_as": "merged"})
-    assert accepted_in is not None and accepted_in < 1.0, accepted_in  # 202 at once; the merge ran as an operation
-    print(f"merged use-as-backend: 202 in {accepted_in:.3f} s, switch done {time.monotonic() - started:.1f} s later")
-    assert current["model"] == "merged-again" and current["merged"]
-    assert ask(swap_url, stream=True) == ("merged-again", CANARY_1)
-    assert ask(swap_url, stream=False, model="merged-again") == ("merged-again", CANARY_1)
-    names = {m["id"]: m for m in httpx.get(f"{swap_url}/v1/models", timeout=30).json()["data"]}
-    assert "merged-again" in names and "tiny-llama" not in names  # the engine holds the merged weights instead
-    resp = httpx.post(f"{swap_url}/v1/chat/completions", timeout=30, json={
-        "model": "tiny-llama", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 4})
-    assert resp.status_code == 404 and "merged into its weights" in resp.json()["error"]["message"]
-    listed = {m["name"]: m for m in httpx.get(f"{swap_url}/api/finetune/models", timeout=30).json()}
-    assert listed["merged-again"]["current"] and listed["merged-again"]["source"].endswith(
-        load_state(get_settings().sage_home).merged["merged-again"].version)
-
-    # What a restart builds: the merged fine-tune is chosen again, and the engine starts on its weights.
-    state = load_state(get_settings().sage_home)
-    assert state.default_model == "merged-again" and state.merged["merged-again"].task_id == task_id
-    config = StudioConfig(models=[ModelConfig(name="tiny-llama", source=str(tiny_model_dir))], remote=None)
-    rebuilt = serving_state_for(config)
-    assert rebuilt.default_model == "merged-again"
-    assert rebuilt.engine_weights("tiny-llama")["path"] == state.merged["merged-again"].path
-
-    # A corrupt adapter is refused before anything is merged, and the merged model keeps serving.
-    corrupt = completed_task(store, tiny_model_dir, "merged-corrupt", CANARY_2)
-    (store.task_dir(corrupt) / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00garbage" * 100)
-    for body, status, words in [({"task_id": corrupt, "serve_as": "merged"}, 422, "corrupt"),
-                                ({"task_id": "ft-missing", "serve_as": "merged"}, 404, "does not exist"),
-                                ({"task_id": task_id, "serve_as": "weights"}, 422, "serve_as")]:
-        resp = httpx.post(f"{swap_url}/api/finetune/use-as-backend", json=body, timeout=120)
-        assert resp.status_code == status and words in resp.json()["error"]["message"], resp.text
-    assert not (store.task_dir(corrupt) / "merged").exists()
-    assert ask(swap_url, stream=False) == ("merged-again", CANARY_1)
-
-    assert switch(swap_url, "switch-model", {"model": "tiny-llama"})[0]["model"] == "tiny-llama"
     assert ask(swap_url, stream=False)[0] == "tiny-llama"
     assert load_state(get_settings().sage_home).merged == {}
