@@ -137,3 +137,21 @@ def studio(ray_cluster, tiny_model_dir) -> Studio:
         config=config,
         model="tiny-llama",
     )
+
+
+@pytest.fixture(scope="session")
+def smol_studio(studio, smollm2_dir) -> str:
+    """A second studio app serving SmolLM2 under /smol, next to the tiny-model studio on the same Serve port: for
+    what needs a model that follows instructions (JSON, tools, RAG). One for the run: each start loads the model
+    (about a minute here). It reserves no logical CPU, so the suites that come after it schedule as without it, and serves
+    no embedder (nothing here needs /v1/embeddings)."""
+    from ray import serve
+
+    from deployments.app import build_studio_app
+    from deployments.config import ModelConfig, StudioConfig
+
+    model = ModelConfig(name="smollm2", source=str(smollm2_dir), engine="vllm", max_model_len=2048, cpu_kvcache_gib=1,
+                        num_cpus=0)
+    config = StudioConfig(models=[model], remote=None, embedding_models=[])
+    serve.run(build_studio_app(config), name="smol", route_prefix="/smol")
+    return f"{studio.base_url}/smol"

@@ -156,19 +156,8 @@ def test_langchain_chat_openai_invokes_and_streams(studio):
 # ---- SmolLM2: structured output and tools -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smol(studio, smollm2_dir):
-    """A second studio app serving SmolLM2 under /compat-smol, next to the tiny-model studio on the same port."""
-    from ray import serve
-
-    from deployments.app import build_studio_app
-    from deployments.config import ModelConfig, StudioConfig
-
-    config = StudioConfig(models=[ModelConfig(name="smollm2", source=str(smollm2_dir), engine="vllm",
-                                              max_model_len=2048, cpu_kvcache_gib=1)],
-                          remote=None, embedding_models=[])
-    serve.run(build_studio_app(config), name="compat-smol", route_prefix="/compat-smol")
-    yield openai.OpenAI(base_url=f"{studio.base_url}/compat-smol/v1", api_key="unused", max_retries=0, timeout=600)
-    serve.delete("compat-smol")
+def smol(smol_studio) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{smol_studio}/v1", api_key="unused", max_retries=0, timeout=600)
 
 
 @pytest.mark.slow
@@ -210,7 +199,7 @@ def test_forced_tool_choice_returns_a_tool_call(smol, tool_choice):
 
 
 @pytest.mark.slow
-def test_langchain_structured_output_with_json_schema(smol, studio):
+def test_langchain_structured_output_with_json_schema(smol, smol_studio):
     from langchain_openai import ChatOpenAI
     from pydantic import BaseModel, Field
 
@@ -220,17 +209,17 @@ def test_langchain_structured_output_with_json_schema(smol, studio):
         country: str = Field(description="The country")
         capital: str = Field(description="Its capital city")
 
-    llm = ChatOpenAI(base_url=f"{studio.base_url}/compat-smol/v1", api_key="unused", model="smollm2",
+    llm = ChatOpenAI(base_url=f"{smol_studio}/v1", api_key="unused", model="smollm2",
                      temperature=0, max_tokens=80, max_retries=0)
     answer = llm.with_structured_output(Capital, method="json_schema").invoke("What is the capital of France?")
     assert isinstance(answer, Capital) and answer.capital == "Paris"
 
 
 @pytest.mark.slow
-def test_tool_call_turns_round_trip_through_a_session(smol, studio):
+def test_tool_call_turns_round_trip_through_a_session(smol, smol_studio):
     """A streamed tool call is stored with its id, name and arguments; the next request sends the session's messages
     back as they are, with the tool's result, and the whole exchange reads back in order."""
-    sessions = f"{studio.base_url}/compat-smol/sessions"
+    sessions = f"{smol_studio}/sessions"
     session_id = httpx.post(sessions, timeout=30).json()["id"]
     stream = smol.chat.completions.create(model="smollm2", messages=ASK_WEATHER, tools=[WEATHER_TOOL],
                                           tool_choice="required", max_tokens=80, temperature=0, stream=True,
