@@ -1,8 +1,10 @@
-"""File helpers every part shares: whole-file replacement that readers never see half-done, and timestamped logs."""
+"""File helpers every part shares: whole-file replacement that readers never see half-done, timestamped logs, and
+the small SQLite files several processes share."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -32,3 +34,13 @@ def append_log(path: Path, line: str) -> None:
     """Append ``line`` to a human-readable log (e.g. a fine-tune's ``train.log``), prefixed with the local time."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+
+def shared_sqlite(path: Path | str) -> sqlite3.Connection:
+    """An autocommit SQLite connection in WAL mode, usable from any thread (callers serialize with a lock of their
+    own): several gateway replicas of a node write the same file, and WAL lets readers go on while one writes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sage_studio.errors import StudioError
+from sage_studio.files import shared_sqlite
 
 logger = logging.getLogger("ray.serve")
 
@@ -80,10 +80,8 @@ class OperationStore:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = shared_sqlite(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, "
             "progress REAL, message TEXT, result TEXT, error TEXT, error_status INTEGER, request_id TEXT, "

@@ -8,13 +8,14 @@ stored: a key is known by a short fingerprint of it (``key_id``), the same one f
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from sage_studio.files import shared_sqlite
 
 ANONYMOUS = "anonymous"
 
@@ -78,10 +79,8 @@ def _totals(row: tuple) -> dict:
 class UsageLedger:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = shared_sqlite(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS usage (at REAL NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL, "
             "key_id TEXT NOT NULL, session_id TEXT, request_id TEXT, prompt_tokens INTEGER NOT NULL, "
