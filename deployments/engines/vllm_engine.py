@@ -213,9 +213,12 @@ class VLLMEngine(LLMEngine):
             yield OpenAIResponse(200, result.model_dump(mode="json", by_alias=True))
 
     async def shutdown(self) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        """Stop the engine's processes. AsyncLLM.shutdown blocks until they exit (up to ~5 s here) and is made to be
+        called from any thread: off the replica's event loop, so the streams of the weights still serving (a
+        retired merged fine-tune's neighbours) do not stall while it waits."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)
 
 
 def _stat_loggers() -> list:

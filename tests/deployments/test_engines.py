@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -145,3 +146,36 @@ def test_adapter_version_changes_when_weights_change(tmp_path):
     first = adapter_version(str(tmp_path))
     (tmp_path / "adapter_model.safetensors").write_bytes(b"bb")
     assert adapter_version(str(tmp_path)) != first
+
+
+class _SlowToStop:
+    """Stands where vLLM's AsyncLLM is, with only what ``VLLMEngine.shutdown`` touches: a ``shutdown`` that blocks
+    until the engine's processes are gone (5 s in bench/gateway.py's log here; 1 s here)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def shutdown(self) -> None:
+        self.calls += 1
+        time.sleep(1.0)
+
+
+def test_vllm_shutdown_leaves_the_event_loop_free(tiny_model_dir):
+    """A merged fine-tune's engine retires beside the weights that serve now, in the same replica: its shutdown must
+    not hold the replica's event loop, which streams every other request's tokens."""
+    engine = VLLMEngine(ModelConfig(name="tiny", source=str(tiny_model_dir)), str(tiny_model_dir))
+    engine._engine = stand_in = _SlowToStop()
+
+    async def scenario() -> float:
+        stop = asyncio.create_task(engine.shutdown())
+        longest, last = 0.0, time.perf_counter()
+        while not stop.done():
+            await asyncio.sleep(0.02)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+        await stop
+        return longest
+
+    longest_gap = asyncio.run(scenario())
+    assert stand_in.calls == 1 and engine._engine is None
+    assert longest_gap < 0.5, f"the event loop stood still {longest_gap:.2f} s during the engine's shutdown"

@@ -80,11 +80,13 @@ def test_a_streamed_session_chat_is_followed_by_its_request_id_and_counted_in_me
     assert value(after, "studio_tokens_total", model=model, kind="prompt") > \
         value(before, "studio_tokens_total", model=model, kind="prompt")
 
-    # vLLM's own engine series come through Ray's metrics export (reported every few seconds).
+    # vLLM's own engine series and Serve's proxy series come through Ray's metrics export, each process reporting
+    # every few seconds on its own clock: wait for both.
     deadline, page = time.time() + 60, {}
     while time.time() < deadline:
         page = samples(httpx.get(f"{base}/metrics", timeout=30).text)
-        if value(page, "ray_vllm_generation_tokens_total", model_name=model) >= completion:
+        if value(page, "ray_vllm_generation_tokens_total", model_name=model) >= completion and \
+                value(page, "ray_serve_num_http_requests_total", route="/v1/chat/completions") >= 1:
             break
         time.sleep(3)
     assert value(page, "ray_vllm_generation_tokens_total", model_name=model) >= completion > 0
