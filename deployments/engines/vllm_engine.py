@@ -217,8 +217,14 @@ class VLLMEngine(LLMEngine):
         called from any thread: off the replica's event loop, so the streams of the weights still serving (a
         retired merged fine-tune's neighbours) do not stall while it waits."""
         engine, self._engine = self._engine, None
-        if engine is not None:
-            await asyncio.to_thread(engine.shutdown)
+        if engine is None:
+            return
+        # Its output handler (a task on this loop) stops first, as it does when shutdown blocks the loop: left
+        # running, it would see the engine process die and log EngineDeadError for a planned stop.
+        handler = getattr(engine, "output_handler", None)
+        if handler is not None:
+            handler.cancel()
+        await asyncio.to_thread(engine.shutdown)
 
 
 def _stat_loggers() -> list:
