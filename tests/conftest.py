@@ -143,8 +143,8 @@ def studio(ray_cluster, tiny_model_dir) -> Studio:
 def smol_studio(studio, smollm2_dir) -> str:
     """A second studio app serving SmolLM2 under /smol, next to the tiny-model studio on the same Serve port: for
     what needs a model that follows instructions (JSON, tools, RAG). One for the run: each start loads the model
-    (about a minute here). It reserves no logical CPU, so the suites that come after it schedule as without it, and serves
-    no embedder (nothing here needs /v1/embeddings)."""
+    (about a minute here). It reserves no logical CPU, so the suites that come after it schedule as without it,
+    and serves no embedder (nothing here needs /v1/embeddings)."""
     from ray import serve
 
     from deployments.app import build_studio_app
