@@ -199,7 +199,7 @@ def test_forced_tool_choice_returns_a_tool_call(smol, tool_choice):
 
 
 @pytest.mark.slow
-def test_langchain_structured_output_with_json_schema(smol, smol_studio):
+def test_langchain_structured_output_with_json_schema(smol_studio):
     from langchain_openai import ChatOpenAI
     from pydantic import BaseModel, Field
 

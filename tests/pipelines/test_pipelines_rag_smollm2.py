@@ -1,6 +1,6 @@
 """Acceptance: the RAG template answers a question about the bundled docs with the real SmolLM2 model, through a
-Serve app of its own (gateway + vLLM: conftest's smol_studio), and its retriever node's output holds the passage
-with the answer."""
+Serve app beside the tiny-model studio (gateway + vLLM: conftest's smol_studio, shared with the OpenAI-compat
+suite), and its retriever node's output holds the passage with the answer."""
 
 from __future__ import annotations
 
